@@ -1,0 +1,163 @@
+"""Framework view recipes (spec section 6) and ``make_policy``: recipe + joint options -> ViewPolicy.
+
+``make_policy("simclr", crop="joint", beta=0)`` is SimCLR's two views with J-Crop(0) on the pair;
+``blur="joint"`` couples the blur sigmas (J-Blur), ``color="joint"`` the brightness and/or contrast
+factors (J-Color). When both crop and blur are joint, ``combine="coin"`` (default, the paper's
+recommendation) flips a fair coin per image: J-Crop + ordinary blur, or ordinary crop + J-Blur;
+``combine="both"`` applies both at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from .couplings import Coupling, RatioLaw
+from .policy import ViewPolicy, ViewSpec
+
+# per recipe: jitter (b, c, s, h), jitter p, gray p, blur p per view, solarize p per view, crop scale
+RECIPES: dict[str, dict] = {
+    "simclr": dict(jitter=(0.8, 0.8, 0.8, 0.2), jitter_p=0.8, gray_p=0.2, blur_p=(0.5, 0.5),
+                   solarize_p=(0.0, 0.0), scale=(0.08, 1.0), size=224),
+    "mocov1": dict(jitter=(0.4, 0.4, 0.4, 0.4), jitter_p=1.0, gray_p=0.2, blur_p=(0.0, 0.0),
+                   solarize_p=(0.0, 0.0), scale=(0.2, 1.0), size=224),
+    "mocov2": dict(jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2, blur_p=(0.5, 0.5),
+                   solarize_p=(0.0, 0.0), scale=(0.2, 1.0), size=224),
+    "simsiam": dict(jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2, blur_p=(0.5, 0.5),
+                    solarize_p=(0.0, 0.0), scale=(0.2, 1.0), size=224),
+    "byol": dict(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2, blur_p=(1.0, 0.1),
+                 solarize_p=(0.0, 0.2), scale=(0.08, 1.0), size=224),
+    "mocov3": dict(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2, blur_p=(1.0, 0.1),
+                   solarize_p=(0.0, 0.2), scale=(0.2, 1.0), size=224),
+    "dino": dict(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2, blur_p=(1.0, 0.1),
+                 solarize_p=(0.0, 0.2), scale=(0.4, 1.0), size=224,
+                 local_scale=(0.05, 0.4), local_size=96, local_blur_p=0.5, n_local=6),
+    "small": dict(jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2, blur_p=(0.0, 0.0),
+                  solarize_p=(0.0, 0.0), scale=(0.2, 1.0), size=32),
+}
+RECIPE_ALIASES = {"moco": "mocov2", "moco_v1": "mocov1", "moco_v2": "mocov2", "moco_v3": "mocov3",
+                  "small-data": "small", "small_data": "small", "cifar": "small"}
+CHOICES = ("random", "joint")
+
+
+def recipe_names() -> list[str]:
+    return sorted(RECIPES)
+
+
+def _choice(name: str, v: str) -> str:
+    if v not in CHOICES:
+        raise ValueError(f"{name} must be one of {CHOICES}, got {v!r}")
+    return v
+
+
+def make_policy(
+    recipe: str = "simclr",
+    *,
+    crop: str = "random",
+    blur: str = "random",
+    color: str = "random",
+    beta: float = 0.0,
+    blur_beta: float | None = None,
+    color_beta: float | None = None,
+    size: int | None = None,
+    scale: tuple[float, float] | None = None,
+    blur_p: Sequence[float] | None = None,
+    color_params: Sequence[str] = ("brightness", "contrast"),
+    combine: str = "coin",
+    bound: str = "paper",
+    fallback: str = "whole",
+    joint_views: Sequence[tuple[int, int]] | None = None,
+    n_local: int | None = None,
+    local_size: int | None = None,
+) -> ViewPolicy:
+    """Build the view policy of a framework recipe with the chosen joint augmentations.
+
+    ``joint_views``: the pairs of views the joint laws couple (default: views 0 and 1, the two
+    global views; for DINO pass e.g. ``[(2, 3), (4, 5)]`` to couple pairs of local views).
+    """
+    key = RECIPE_ALIASES.get(recipe, recipe)
+    if key not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose from {recipe_names()}")
+    r = RECIPES[key]
+    crop, blur, color = _choice("crop", crop), _choice("blur", blur), _choice("color", color)
+    if combine not in ("coin", "both"):
+        raise ValueError(f"combine must be 'coin' or 'both', got {combine!r}")
+    size = r["size"] if size is None else size
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    blur_ps = tuple(r["blur_p"]) if blur_p is None else tuple(float(p) for p in blur_p)
+    if len(blur_ps) != 2:
+        raise ValueError(f"blur_p must give one probability per global view (2), got {blur_p!r}")
+    base = ViewSpec(size=size, scale=tuple(scale) if scale is not None else r["scale"], jitter=r["jitter"],
+                    jitter_p=r["jitter_p"], gray_p=r["gray_p"])
+    views = [dataclasses.replace(base, blur_p=blur_ps[k], solarize_p=r["solarize_p"][k]) for k in range(2)]
+    if key == "dino":
+        n_loc = r["n_local"] if n_local is None else int(n_local)
+        if n_loc < 0:
+            raise ValueError(f"n_local must be >= 0, got {n_local}")
+        lsize = local_size or max(1, round(size * r["local_size"] / r["size"]))
+        local = dataclasses.replace(base, size=lsize, scale=r["local_scale"], blur_p=r["local_blur_p"])
+        views += [dataclasses.replace(local) for _ in range(n_loc)]
+    elif n_local:
+        raise ValueError(f"n_local applies to the dino recipe only, not {recipe!r}")
+
+    pairs = [tuple(p) for p in (joint_views or [(0, 1)])]
+    jb = beta if blur_beta is None else blur_beta
+    jc = beta if color_beta is None else color_beta
+    crop_c = [Coupling("scale", p, RatioLaw(beta, bound)) for p in pairs] if crop == "joint" else []
+    blur_c = [Coupling("sigma", p, RatioLaw(jb, bound)) for p in pairs] if blur == "joint" else []
+    if blur == "joint":
+        for i, j in pairs:
+            if views[i].blur_p == 0 and views[j].blur_p == 0:
+                raise ValueError(f"blur='joint' but recipe {key!r} applies no blur to views {i} and {j}; "
+                                 f"pass blur_p=(p1, p2) to enable it (small-image recipes run without blur)")
+    color_c = []
+    if color == "joint":
+        bad = [p for p in color_params if p not in ("brightness", "contrast", "saturation")]
+        if bad or not color_params:
+            raise ValueError(f"color_params must name brightness/contrast/saturation, got {list(color_params)}")
+        color_c = [Coupling(p, pair, RatioLaw(jc, bound)) for p in color_params for pair in pairs]
+
+    couplings, alternatives = list(color_c), []
+    if crop_c and blur_c and combine == "coin":
+        alternatives = [crop_c, blur_c]
+    else:
+        couplings += crop_c + blur_c
+    tag = "+".join(t for t, on in (("J-Crop", crop_c), ("J-Blur", blur_c), ("J-Color", color_c)) if on)
+    name = f"{key}" + (f" {tag}({beta:g})" if tag else " (independent)")
+    return ViewPolicy(views=views, couplings=couplings, alternatives=alternatives, fallback=fallback, name=name)
+
+
+def crop_policy(
+    kind: str = "random",
+    *,
+    beta: float = 0.0,
+    scale: tuple[float, float] = (0.2, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    size: int = 224,
+    bound: str = "paper",
+    fallback: str = "whole",
+) -> ViewPolicy:
+    """Two views with crops only (no photometric ops): the object of the analysis tools."""
+    kind = _choice("crop", kind)
+    v = ViewSpec(size=size, scale=scale, ratio=ratio, flip_p=0.0, jitter_p=0.0, gray_p=0.0)
+    couplings = [Coupling("scale", (0, 1), RatioLaw(beta, bound))] if kind == "joint" else []
+    name = f"J-Crop({beta:g})" if kind == "joint" else "RandomResizedCrop"
+    return ViewPolicy(views=[v, dataclasses.replace(v)], couplings=couplings, fallback=fallback, name=name)
+
+
+def blur_policy(
+    kind: str = "random",
+    *,
+    beta: float = 0.0,
+    sigma: tuple[float, float] = (0.1, 2.0),
+    size: int = 224,
+    bound: str = "paper",
+) -> ViewPolicy:
+    """Two views that are always blurred, sigmas independent or J-Blur(beta) (analysis tools)."""
+    kind = _choice("blur", kind)
+    v = ViewSpec(size=size, scale=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, gray_p=0.0, blur_p=1.0,
+                 blur_sigma=sigma)
+    couplings = [Coupling("sigma", (0, 1), RatioLaw(beta, bound))] if kind == "joint" else []
+    name = f"J-Blur({beta:g})" if kind == "joint" else "GaussianBlur"
+    return ViewPolicy(views=[v, dataclasses.replace(v)], couplings=couplings, name=name)
