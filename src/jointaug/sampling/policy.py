@@ -251,7 +251,8 @@ class ViewPolicy:
         frac = torch.where(coupled[..., None], area_frac[..., None], redrawn)
         frac[..., 0] = area_frac  # the first attempt uses the area drawn for the view
         u_ar = torch.rand(n, v, MAX_ATTEMPTS, generator=g, dtype=torch.float64)
-        aspect = torch.exp(log_ratio[None, :, 0, None] + u_ar * (log_ratio[None, :, 1, None] - log_ratio[None, :, 0, None]))
+        lr_lo, lr_hi = log_ratio[None, :, 0, None], log_ratio[None, :, 1, None]
+        aspect = torch.exp(lr_lo + u_ar * (lr_hi - lr_lo))
         area = frac * W * H
         w = torch.round(torch.sqrt(area * aspect))
         h = torch.round(torch.sqrt(area / aspect))
