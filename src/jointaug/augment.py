@@ -53,7 +53,9 @@ class BatchViews:
         views = render_views(images, params.to(images.device), **self._render_kwargs())
         return views, params
 
-    def from_list(self, images: list[Tensor], generator: torch.Generator | None = None) -> tuple[list[Tensor], ViewParams]:
+    def from_list(
+        self, images: list[Tensor], generator: torch.Generator | None = None
+    ) -> tuple[list[Tensor], ViewParams]:
         """Images of different sizes ([C, H_i, W_i] each): per-image crop stage, batched photometric stage."""
         from .render.batched import render_views_list
 
