@@ -30,17 +30,16 @@ from .sampling.recipes import make_policy
 def to_rgb_tensor(img: Any) -> Tensor:
     """A PIL image, numpy array or tensor as [3, H, W] (uint8 kept; float must be in [0, 1]).
 
-    Documented conversions: grayscale (1 channel) is repeated to RGB; RGBA / LA drop alpha; PIL modes
-    go through ``jointaug.data.io`` rules (16-bit and float images rescaled to 8 bits).
+    Documented conversions: tensors and arrays with 1 channel are repeated to RGB, with 2 or 4 lose
+    their alpha; PIL images of any mode follow :func:`jointaug.data.io.load_image` (16-bit and float
+    images rescaled to 8 bits, palette and CMYK to RGB, alpha as documented there).
     """
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow is a dependency
-        Image = None
-    if Image is not None and isinstance(img, Image.Image):
-        from .data.io import pil_to_tensor
+    from PIL import Image
 
-        return pil_to_tensor(img)
+    if isinstance(img, Image.Image):
+        from .data.io import load_image
+
+        return load_image(img)
     t = torch.from_numpy(np.ascontiguousarray(img)) if isinstance(img, np.ndarray) else img
     if not isinstance(t, Tensor):
         raise TypeError(f"expected a PIL image, numpy array or tensor, got {type(img).__name__}")
