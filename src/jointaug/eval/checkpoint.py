@@ -1,0 +1,94 @@
+"""Rebuild a trained backbone from a training checkpoint (for evaluation and analysis).
+
+Checkpoint format (written by the trainer with ``torch.save``, read with ``weights_only=True``):
+a dict with ``"model"`` = the Method's state_dict (keys ``backbone.*``, heads ...; a DDP
+``module.`` prefix is tolerated) and ``"config"`` = a plain dict holding at least
+``model.backbone`` and ``model.cifar_stem`` (nested ``{"model": {"backbone": ...}}`` or flat
+dotted keys). Only the backbone is rebuilt, so head hyperparameters do not matter here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from jointaug.models import build_backbone
+
+_MISSING = object()
+
+
+def config_get(config: dict[str, Any], dotted: str, default: Any = _MISSING) -> Any:
+    """``config["a"]["b"]`` or ``config["a.b"]`` for ``dotted="a.b"``; ``default`` (or KeyError) if absent."""
+    if dotted in config:
+        return config[dotted]
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            if default is _MISSING:
+                raise KeyError(f"checkpoint config has no key {dotted!r}")
+            return default
+        node = node[part]
+    return node
+
+
+def load_checkpoint_dict(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with clear errors for a missing/foreign/incomplete file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt file or a pickle with arbitrary objects
+        raise ValueError(f"checkpoint {path} cannot be loaded with weights_only=True: {exc}") from exc
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
+    for key in ("model", "config"):
+        if key not in ckpt:
+            raise KeyError(f"checkpoint {path} has no {key!r} entry (found: {', '.join(map(str, ckpt))})")
+    if not isinstance(ckpt["config"], dict):
+        raise ValueError(f"checkpoint {path}: 'config' is a {type(ckpt['config']).__name__}, expected a dict")
+    return ckpt
+
+
+def backbone_state_dict(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ``backbone.*`` entries of a Method state_dict, prefix removed (``module.`` stripped first)."""
+    out = {}
+    for key, val in model_state.items():
+        key = key.removeprefix("module.")
+        if key.startswith("backbone."):
+            out[key[len("backbone."):]] = val
+    return out
+
+
+def load_backbone(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained backbone of checkpoint ``path`` (eval mode) and the checkpoint's config.
+
+    Backbone constructor keywords may be given in ``model.backbone_kwargs`` (a dict) and
+    ``model.width``.
+    """
+    ckpt = load_checkpoint_dict(path, map_location)
+    config = ckpt["config"]
+    name = config_get(config, "model.backbone")
+    kwargs = dict(config_get(config, "model.backbone_kwargs", {}) or {})
+    width = config_get(config, "model.width", None)
+    if width is not None:
+        kwargs.setdefault("width", width)
+    backbone = build_backbone(name, cifar_stem=bool(config_get(config, "model.cifar_stem", False)), **kwargs)
+    state = backbone_state_dict(ckpt["model"])
+    if not state:
+        keys = list(ckpt["model"])[:5]
+        raise KeyError(f"checkpoint {path}: no 'backbone.*' entries in 'model' (first keys: {keys})")
+    try:
+        backbone.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint {path}: backbone {name!r} does not match the saved weights: {exc}") from exc
+    return backbone.to(map_location).eval(), config
+
+
+__all__ = ["backbone_state_dict", "config_get", "load_backbone", "load_checkpoint_dict"]
