@@ -1,0 +1,497 @@
+"""Training configuration: typed sections (OmegaConf structured dataclasses), YAML recipes, overrides.
+
+A recipe is a YAML file (``configs/<method>/<dataset>.yaml``) holding only what differs from the
+defaults below; ``key=value`` overrides from the command line are merged on top. Everything is
+checked by :func:`load_config` before any work starts: an unknown key, a value of the wrong type or
+a bad value (negative learning rate, unknown method, backbone, recipe or data set, non-finite beta,
+missing data directory ...) raises :class:`ConfigError` naming the key, the value and its source.
+
+Learning rates are given per 256 images: the optimiser uses ``optim.lr * batch_size / 256``
+(``optim.lr_scaling: linear``; ``sqrt`` and ``none`` are the alternatives).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = [
+    "AugConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "config_dirs",
+    "config_to_yaml",
+    "find_config",
+    "load_config",
+    "scaled_lr",
+    "validate",
+]
+
+#: data-set names accepted when the data package does not list its own
+_FALLBACK_DATASETS = ("synthetic", "cifar10", "cifar100", "stl10", "folder", "imagenette", "tiny-imagenet",
+                      "imagenet")
+#: data sets that need no ``data.root``
+_NO_ROOT = ("synthetic",)
+
+
+class ConfigError(ValueError):
+    """A bad configuration: names the key, the offending value and where it came from."""
+
+
+# --------------------------------------------------------------------------------------------- sections
+@dataclass
+class DataConfig:
+    """What to train on (``jointaug.data.datasets.build_dataset`` arguments) and how to load it."""
+
+    name: str = "synthetic"
+    root: str | None = None  # folder, archive or file; None for the synthetic set or a download
+    download: bool = False
+    size: int | None = None  # image size the reader produces (None: the data set's own)
+    limit: int | None = None  # class-stratified subset of the training split (tests, quick runs)
+    test_limit: int | None = None  # subset of the evaluation splits
+    num_workers: int = 2  # DataLoader workers (variable-size sets, or aug.where=workers)
+    cache_dir: str | None = None  # decoded uint8 cache (None: the data package's default)
+    on_error: str = "raise"  # raise | skip (corrupt images)
+    train_split: str = "train"  # pretraining split (stl10: train+unlabeled)
+    eval_train_split: str = "train"  # labelled split whose clean features train kNN / linear
+    test_split: str = "test"
+    mean: list[float] | None = None  # normalisation; None: computed from the images (fixed-size) or ImageNet's
+    std: list[float] | None = None
+    to_device: bool = True  # fixed-size sets: keep the uint8 images on the training device (GPU)
+
+
+@dataclass
+class ModelConfig:
+    """The backbone (``jointaug.models.build_backbone``)."""
+
+    backbone: str = "resnet18"
+    cifar_stem: bool = False
+    kwargs: dict[str, Any] = field(default_factory=dict)  # constructor keywords, e.g. {width: 32}
+    sync_bn: bool = True  # convert BatchNorm to SyncBatchNorm under DDP
+
+
+@dataclass
+class MethodConfig:
+    """The self-supervised method (``jointaug.methods.build_method``) and its hyperparameters."""
+
+    name: str = "simclr"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AugConfig:
+    """The view policy (``jointaug.sampling.make_policy``) and where/how views are rendered."""
+
+    recipe: str = "simclr"
+    crop: str = "random"  # random | joint (J-Crop)
+    blur: str = "random"  # random | joint (J-Blur)
+    color: str = "random"  # random | joint (J-Color)
+    beta: float = 0.0
+    blur_beta: float | None = None
+    color_beta: float | None = None
+    size: int | None = None  # view size (None: the recipe's)
+    scale: list[float] | None = None  # crop area range (None: the recipe's)
+    blur_p: list[float] | None = None  # per-view blur probabilities (None: the recipe's)
+    combine: str = "coin"  # coin | both (J-Crop and J-Blur together)
+    bound: str = "paper"  # paper | code
+    fallback: str = "whole"  # whole | center
+    mode: str = "fast"  # renderer: fast | exact
+    where: str = "main"  # main (batched renderer in the training process) | workers (per image, DataLoader)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and schedule. ``lr`` is per 256 images (see ``lr_scaling``)."""
+
+    name: str = "sgd"  # sgd | lars | adamw
+    lr: float = 0.3
+    lr_scaling: str = "linear"  # linear (lr * batch / 256) | sqrt (lr * sqrt(batch / 256)) | none
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+    lars_eta: float = 0.001  # LARS trust coefficient
+    warmup_epochs: float = 10.0  # linear warm-up, per step, from 0
+    schedule: str = "cosine"  # cosine | constant (after warm-up)
+    min_lr_ratio: float = 0.0  # cosine ends at lr * min_lr_ratio
+    batch_size: int = 256  # global (all ranks together)
+    epochs: int = 100
+    grad_clip: float | None = None  # max gradient norm (None: no clipping)
+
+
+@dataclass
+class TrainConfig:
+    """The loop: seed, device, precision, logging, checkpoints, monitors."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # autocast on GPU (ignored on CPU)
+    precision: str = "bf16"  # bf16 | fp16 (autocast dtype; fp16 adds a GradScaler)
+    log_every: int = 20  # steps between JSON-lines records
+    ckpt_every: int = 1  # epochs between checkpoints (the last epoch always saves)
+    out_dir: str = "runs/train"
+    resume: bool = True  # continue from out_dir/checkpoints/last.pt when present
+    max_steps: int | None = None  # stop after this many optimiser steps (tests, smoke runs)
+    knn_every: int = 0  # epochs between online kNN monitors (0: off)
+    detect_nan: bool = True  # stop on a non-finite loss, keeping the last good checkpoint
+    progress: str = "auto"  # auto (when stderr is a terminal) | on | off
+    tensorboard: bool = True  # also write TensorBoard events (skipped with a note when not installed)
+    threads: int | None = None  # torch.set_num_threads (None: torch's default)
+    channels_last: bool = False
+    sync_timing: bool = True  # synchronise CUDA around the data phase so data-wait is measured honestly
+    debug_step_delay: float = 0.0  # seconds slept after each step (fault-injection tests only)
+
+
+@dataclass
+class EvalConfig:
+    """Online kNN monitor and the final evaluation (kNN + linear probe)."""
+
+    knn_k: int = 200
+    knn_t: float = 0.1
+    knn_train_limit: int | None = None  # subset of the clean train features for the online monitor
+    batch_size: int = 512  # feature extraction
+    final: bool = True  # evaluate at the end of training
+    linear: bool = True  # run the linear probe in the final evaluation
+    linear_protocol: str = "fast"  # fast (precomputed features) | augmented (SGD on augmented images)
+    linear_epochs: int = 100
+    linear_lr: float = 0.1
+    linear_batch_size: int = 256
+    linear_weight_decay: float = 0.0
+
+
+@dataclass
+class Config:
+    """A whole training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    name: str = ""  # free label (defaults to the recipe's file stem)
+
+
+# --------------------------------------------------------------------------------------------- loading
+def config_dirs() -> list[Path]:
+    """Where recipe names are looked up: ``$JOINTAUG_CONFIG_DIR``, ./configs, the source tree's configs/."""
+    dirs = []
+    env = os.environ.get("JOINTAUG_CONFIG_DIR")
+    if env:
+        dirs.append(Path(env))
+    dirs.append(Path.cwd() / "configs")
+    dirs.append(Path(__file__).resolve().parents[2] / "configs")
+    out: list[Path] = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def find_config(path_or_name: str | os.PathLike) -> Path:
+    """A recipe file from a path or a name like ``simclr/cifar10`` (searched in :func:`config_dirs`)."""
+    p = Path(path_or_name)
+    if p.is_file():
+        return p
+    name = str(path_or_name)
+    candidates = [name] if name.endswith((".yaml", ".yml")) else [name + ".yaml", name + ".yml", name]
+    for d in config_dirs():
+        for c in candidates:
+            if (d / c).is_file():
+                return d / c
+    searched = ", ".join(str(d) for d in config_dirs())
+    raise ConfigError(f"config {name!r}: no such file, and no recipe of that name in {searched}")
+
+
+def _describe(exc: OmegaConfBaseException) -> str:
+    return str(exc).splitlines()[0].strip()
+
+
+def _merge(base: DictConfig, other: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        try:
+            value = OmegaConf.select(other, key, default=None, throw_on_missing=False)
+        except OmegaConfBaseException:
+            value = None
+        if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+            value = OmegaConf.to_container(value)
+        what = "unknown key" if isinstance(exc, KeyError) else "bad value"
+        raise ConfigError(f"{key}={value!r} ({source}): {what}: {_describe(exc)}") from None
+
+
+def _parse_overrides(overrides: list[str]) -> list[tuple[str, DictConfig]]:
+    out = []
+    for ov in overrides:
+        if "=" not in ov or ov.startswith("="):
+            raise ConfigError(f"command-line override {ov!r}: expected key=value (e.g. optim.lr=0.1)")
+        try:
+            out.append((ov, OmegaConf.from_dotlist([ov])))
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"command-line override {ov!r}: {_describe(exc)}") from None
+    return out
+
+
+def load_config(path_or_name: str | os.PathLike | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """Defaults <- YAML recipe (path or name; None for defaults only) <- ``key=value`` overrides; validated.
+
+    Returns an OmegaConf ``DictConfig`` with the :class:`Config` schema (typed; ``cfg.optim.lr``).
+    Raises :class:`ConfigError` for any problem, naming key, value and source.
+    """
+    cfg: DictConfig = OmegaConf.structured(Config)
+    sources: dict[str, str] = {}
+    if path_or_name is not None:
+        path = find_config(path_or_name)
+        try:
+            raw = OmegaConf.load(path)
+        except Exception as exc:  # yaml syntax errors and the like
+            raise ConfigError(f"config file {path}: cannot parse: {exc}") from None
+        if not isinstance(raw, DictConfig):
+            raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(raw).__name__}")
+        cfg = _merge(cfg, raw, f"config file {path}")
+        _record_sources(raw, str(path), sources)
+        if not cfg.name:
+            cfg.name = path.stem if path.parent.name in ("", "configs") else f"{path.parent.name}/{path.stem}"
+    for text, ov in _parse_overrides(list(overrides or [])):
+        cfg = _merge(cfg, ov, f"command-line override {text!r}")
+        _record_sources(ov, f"command-line override {text!r}", sources)
+    validate(cfg, sources)
+    return cfg
+
+
+def _record_sources(node: Any, source: str, sources: dict[str, str], prefix: str = "") -> None:
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            key = f"{prefix}{k}"
+            sources[key] = source
+            _record_sources(node._get_node(k), source, sources, key + ".")  # type: ignore[arg-type]
+
+
+def config_to_yaml(cfg: DictConfig) -> str:
+    """The full resolved config as YAML (what a run folder keeps)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def scaled_lr(cfg: DictConfig) -> float:
+    """The optimiser's learning rate: ``optim.lr`` (per 256 images) scaled to ``optim.batch_size``."""
+    o = cfg.optim
+    if o.lr_scaling == "linear":
+        return float(o.lr) * o.batch_size / 256.0
+    if o.lr_scaling == "sqrt":
+        return float(o.lr) * math.sqrt(o.batch_size / 256.0)
+    return float(o.lr)
+
+
+# --------------------------------------------------------------------------------------------- validation
+class _Checker:
+    def __init__(self, cfg: DictConfig, sources: dict[str, str]) -> None:
+        self.cfg, self.sources = cfg, sources
+
+    def where(self, key: str) -> str:
+        return self.sources.get(key, "default value")
+
+    def fail(self, key: str, msg: str) -> None:
+        value = OmegaConf.select(self.cfg, key, default=None)
+        if isinstance(value, DictConfig) or OmegaConf.is_list(value):
+            value = OmegaConf.to_container(value)
+        raise ConfigError(f"{key}={value!r} ({self.where(key)}): {msg}")
+
+    def get(self, key: str) -> Any:
+        return OmegaConf.select(self.cfg, key)
+
+    def choice(self, key: str, options: tuple[str, ...] | list[str]) -> None:
+        if self.get(key) not in options:
+            self.fail(key, f"must be one of {', '.join(options)}")
+
+    def number(self, key: str, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+               hi_open: bool = False, optional: bool = False) -> None:
+        v = self.get(key)
+        if v is None:
+            if not optional:
+                self.fail(key, "a value is required")
+            return
+        if not math.isfinite(float(v)):
+            self.fail(key, "must be a finite number")
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            self.fail(key, f"must be {'>' if lo_open else '>='} {lo}")
+        if hi is not None and (v >= hi if hi_open else v > hi):
+            self.fail(key, f"must be {'<' if hi_open else '<='} {hi}")
+
+    def floats(self, key: str, n: int, *, positive: bool = False) -> list[float] | None:
+        v = self.get(key)
+        if v is None:
+            return None
+        vals = list(v)
+        if len(vals) != n:
+            self.fail(key, f"must be a list of {n} numbers")
+        if not all(math.isfinite(x) for x in vals):
+            self.fail(key, "must hold finite numbers")
+        if positive and any(x <= 0 for x in vals):
+            self.fail(key, "must hold positive numbers")
+        return vals
+
+
+def _dataset_names() -> tuple[str, ...]:
+    try:
+        from jointaug.data import datasets as ds_mod
+    except ImportError:
+        return _FALLBACK_DATASETS
+    for attr in ("dataset_names", "DATASETS", "DATASET_NAMES", "NAMES"):
+        obj = getattr(ds_mod, attr, None)
+        if callable(obj):
+            try:
+                return tuple(obj())
+            except TypeError:
+                continue
+        if isinstance(obj, (dict, list, tuple, set, frozenset)):
+            names = tuple(obj)
+            aliases = getattr(ds_mod, "ALIASES", None) or getattr(ds_mod, "DATASET_ALIASES", None) or {}
+            return names + tuple(aliases)
+    return _FALLBACK_DATASETS
+
+
+def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
+    """Check every value of ``cfg`` (types are enforced by the schema; this checks meanings)."""
+    c = _Checker(cfg, sources or {})
+    # data
+    names = _dataset_names()
+    if cfg.data.name not in names:
+        c.fail("data.name", f"unknown data set; choose from {', '.join(names)}")
+    root = cfg.data.root
+    if root is None:
+        if cfg.data.name not in _NO_ROOT and not cfg.data.download:
+            c.fail("data.root", f"data set {cfg.data.name!r} needs data.root (a folder or archive) or "
+                                "data.download=true")
+    elif not Path(os.path.expanduser(root)).exists() and not cfg.data.download:
+        c.fail("data.root", "no such file or directory")
+    c.number("data.size", lo=1, optional=True)
+    c.number("data.limit", lo=1, optional=True)
+    c.number("data.test_limit", lo=1, optional=True)
+    c.number("data.num_workers", lo=0)
+    c.choice("data.on_error", ("raise", "skip"))
+    c.floats("data.mean", 3)
+    c.floats("data.std", 3, positive=True)
+    if (cfg.data.mean is None) != (cfg.data.std is None):
+        c.fail("data.mean", "give both data.mean and data.std, or neither")
+    # model
+    from jointaug.models import BACKBONES
+
+    bb = cfg.model.backbone
+    prefix, _, rest = bb.partition(":")
+    if bb not in BACKBONES and not (prefix in ("timm", "torchvision") and rest):
+        c.fail("model.backbone", f"unknown backbone; choose from {', '.join(BACKBONES)}, timm:<name>, "
+                                 "torchvision:<name>")
+    # method
+    from jointaug.methods import METHODS, method_hyperparameters
+
+    if cfg.method.name not in METHODS:
+        c.fail("method.name", f"unknown method; choose from {', '.join(sorted(METHODS))}")
+    accepted = method_hyperparameters(cfg.method.name)
+    for k in cfg.method.params:
+        if k not in accepted:
+            c.fail(f"method.params.{k}", f"unknown hyperparameter of {cfg.method.name!r}; accepted: "
+                                         f"{', '.join(accepted)}")
+    # aug
+    from jointaug.sampling.recipes import RECIPE_ALIASES, recipe_names
+
+    if cfg.aug.recipe not in recipe_names() and cfg.aug.recipe not in RECIPE_ALIASES:
+        c.fail("aug.recipe", f"unknown recipe; choose from {', '.join(recipe_names())}")
+    for k in ("crop", "blur", "color"):
+        c.choice(f"aug.{k}", ("random", "joint"))
+    c.number("aug.beta")
+    c.number("aug.blur_beta", optional=True)
+    c.number("aug.color_beta", optional=True)
+    c.number("aug.size", lo=1, optional=True)
+    scale = c.floats("aug.scale", 2)
+    if scale is not None and not (0 < scale[0] <= scale[1] <= 1):
+        c.fail("aug.scale", "must be [min, max] with 0 < min <= max <= 1")
+    blur_p = c.floats("aug.blur_p", 2)
+    if blur_p is not None and not all(0 <= p <= 1 for p in blur_p):
+        c.fail("aug.blur_p", "must hold probabilities in [0, 1]")
+    c.choice("aug.combine", ("coin", "both"))
+    c.choice("aug.bound", ("paper", "code"))
+    c.choice("aug.fallback", ("whole", "center"))
+    c.choice("aug.mode", ("fast", "exact"))
+    c.choice("aug.where", ("main", "workers"))
+    try:
+        policy = build_policy(cfg)
+    except ValueError as exc:
+        c.fail("aug", f"cannot build the view policy: {exc}")
+    else:
+        from jointaug.methods import METHODS as _M
+
+        need = _M[cfg.method.name].num_views
+        if policy.num_views != need:
+            c.fail("aug.recipe", f"gives {policy.num_views} views but method {cfg.method.name!r} needs {need}")
+    # optim
+    c.choice("optim.name", ("sgd", "lars", "adamw"))
+    c.number("optim.lr", lo=0, lo_open=True)
+    c.choice("optim.lr_scaling", ("linear", "sqrt", "none"))
+    c.number("optim.momentum", lo=0, hi=1, hi_open=True)
+    c.number("optim.weight_decay", lo=0)
+    betas = c.floats("optim.betas", 2)
+    if betas is not None and not all(0 <= b < 1 for b in betas):
+        c.fail("optim.betas", "must hold two numbers in [0, 1)")
+    c.number("optim.lars_eta", lo=0, lo_open=True)
+    c.number("optim.warmup_epochs", lo=0)
+    c.choice("optim.schedule", ("cosine", "constant"))
+    c.number("optim.min_lr_ratio", lo=0, hi=1)
+    c.number("optim.batch_size", lo=2)
+    c.number("optim.epochs", lo=1)
+    c.number("optim.grad_clip", lo=0, lo_open=True, optional=True)
+    # train
+    c.number("train.seed", lo=0)
+    dev = cfg.train.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        c.fail("train.device", "must be auto, cpu, cuda or cuda:N")
+    c.choice("train.precision", ("bf16", "fp16"))
+    c.number("train.log_every", lo=1)
+    c.number("train.ckpt_every", lo=1)
+    if not str(cfg.train.out_dir).strip():
+        c.fail("train.out_dir", "must name a directory")
+    c.number("train.max_steps", lo=1, optional=True)
+    c.number("train.knn_every", lo=0)
+    c.choice("train.progress", ("auto", "on", "off"))
+    c.number("train.threads", lo=1, optional=True)
+    c.number("train.debug_step_delay", lo=0)
+    # eval
+    c.number("eval.knn_k", lo=1)
+    c.number("eval.knn_t", lo=0, lo_open=True)
+    c.number("eval.knn_train_limit", lo=1, optional=True)
+    c.number("eval.batch_size", lo=1)
+    c.choice("eval.linear_protocol", ("fast", "augmented"))
+    c.number("eval.linear_epochs", lo=1)
+    c.number("eval.linear_lr", lo=0, lo_open=True)
+    c.number("eval.linear_batch_size", lo=1)
+    c.number("eval.linear_weight_decay", lo=0)
+
+
+def build_policy(cfg: DictConfig):
+    """The :class:`~jointaug.sampling.ViewPolicy` of ``cfg.aug``."""
+    from jointaug.sampling import make_policy
+
+    a = cfg.aug
+    return make_policy(
+        a.recipe, crop=a.crop, blur=a.blur, color=a.color, beta=float(a.beta),
+        blur_beta=None if a.blur_beta is None else float(a.blur_beta),
+        color_beta=None if a.color_beta is None else float(a.color_beta),
+        size=None if a.size is None else int(a.size),
+        scale=None if a.scale is None else tuple(float(x) for x in a.scale),
+        blur_p=None if a.blur_p is None else tuple(float(x) for x in a.blur_p),
+        combine=a.combine, bound=a.bound, fallback=a.fallback,
+    )

@@ -1,0 +1,239 @@
+"""Training batches of views: seeded, sharded over ranks, resumable at any step.
+
+Three paths, chosen from the data set and ``aug.where``:
+
+- :class:`InMemoryViews` (fixed-size data sets, ``where=main``): the uint8 images stay in memory,
+  on the GPU when training there; each step indexes its batch and renders the views in the main
+  process with the batched renderer. No DataLoader, no decoding.
+- :class:`LoaderViews` (variable-size data sets, ``where=main``): DataLoader workers decode images
+  (uint8 tensors of different sizes, collated into a list); the main process renders the views
+  with ``BatchViews.from_list``.
+- :class:`WorkerViews` (``where=workers``): each worker renders its images' views one by one
+  (the per-image path); batches arrive ready.
+
+Randomness (one seed fixes everything): epoch ``e`` visits the images in the order
+``randperm(N)`` drawn from ``derive_seed(seed, "shuffle", e)``; step ``s`` of that epoch uses the
+global batch ``perm[s*B:(s+1)*B]`` and rank ``r`` of ``W`` takes its slice ``[r*B/W, (r+1)*B/W)``
+(the tail that does not fill a global batch is dropped). The view parameters of a step come from
+a generator seeded with ``derive_seed(seed, "aug", e, s)``: on the in-memory path they are drawn
+for the whole global batch on every rank and each rank renders its slice, so the views do not
+depend on the number of ranks; on the loader path each rank draws for its own images (seed also
+includes the rank), on the worker path each image gets ``derive_seed(seed, "aug", e, index)``.
+Because every generator is derived from (seed, epoch, step), resuming at a saved (epoch, step)
+reproduces the uninterrupted run exactly: nothing else needs saving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+__all__ = [
+    "InMemoryViews",
+    "LoaderViews",
+    "ShardedBatchSampler",
+    "WorkerViews",
+    "channel_stats",
+    "derive_seed",
+    "epoch_permutation",
+]
+
+
+def derive_seed(seed: int, *keys: Any) -> int:
+    """A 63-bit seed from the run seed and labels (stable across runs, machines and processes)."""
+    text = "/".join([str(int(seed)), *(str(k) for k in keys)])
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    """The order in which epoch ``epoch`` visits ``n`` images (same on every rank)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, "shuffle", epoch)))
+
+
+def channel_stats(images: Tensor, max_images: int = 10000) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (in [0, 1] units) of uint8 images [N, 3, H, W] (first ``max_images``)."""
+    x = images[:max_images]
+    acc = torch.zeros(3, dtype=torch.float64)
+    acc2 = torch.zeros(3, dtype=torch.float64)
+    count = 0
+    for s in range(0, x.shape[0], 1024):
+        chunk = x[s:s + 1024].to(torch.float64) / 255.0
+        acc += chunk.sum(dim=(0, 2, 3))
+        acc2 += (chunk * chunk).sum(dim=(0, 2, 3))
+        count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
+    mean = acc / max(count, 1)
+    std = (acc2 / max(count, 1) - mean * mean).clamp_min(1e-12).sqrt()
+    return [round(float(m), 6) for m in mean], [round(max(float(s), 1e-3), 6) for s in std]
+
+
+class _Shard:
+    """Global-batch arithmetic shared by every path."""
+
+    def __init__(self, n: int, global_batch: int, rank: int, world: int, seed: int) -> None:
+        if global_batch % world:
+            raise ValueError(f"optim.batch_size={global_batch} is not divisible by the number of processes ({world})")
+        if n < global_batch:
+            raise ValueError(f"optim.batch_size={global_batch} is larger than the training set ({n} images); "
+                             "lower optim.batch_size or raise data.limit")
+        self.n, self.global_batch, self.rank, self.world, self.seed = n, global_batch, rank, world, seed
+        self.local_batch = global_batch // world
+        self.steps_per_epoch = n // global_batch
+
+    def local_indices(self, perm: Tensor, step: int) -> Tensor:
+        start = step * self.global_batch + self.rank * self.local_batch
+        return perm[start:start + self.local_batch]
+
+
+class ShardedBatchSampler(Sampler):
+    """Batches of this rank's indices for one epoch, from ``start_step`` (see the module docstring).
+
+    ``with_keys``: yield ``(index, epoch)`` pairs, so per-image augmentation in workers can seed
+    from them. Call :meth:`set_epoch` before iterating.
+    """
+
+    def __init__(self, n: int, global_batch: int, rank: int, world: int, seed: int, *, with_keys: bool = False):
+        self.shard = _Shard(n, global_batch, rank, world, seed)
+        self.with_keys = with_keys
+        self.epoch, self.start_step = 0, 0
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        self.epoch, self.start_step = int(epoch), int(start_step)
+
+    def __len__(self) -> int:
+        return self.shard.steps_per_epoch - self.start_step
+
+    def __iter__(self) -> Iterator[list]:
+        perm = epoch_permutation(self.shard.n, self.shard.seed, self.epoch)
+        for step in range(self.start_step, self.shard.steps_per_epoch):
+            idx = self.shard.local_indices(perm, step).tolist()
+            yield [(i, self.epoch) for i in idx] if self.with_keys else idx
+
+
+class InMemoryViews:
+    """Fixed-size uint8 images held in memory (on ``device`` when ``to_device``), views rendered per step."""
+
+    def __init__(self, images: Tensor, batch_views: Any, *, global_batch: int, rank: int, world: int, seed: int,
+                 device: torch.device, to_device: bool = True) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"InMemoryViews: images must be uint8 [N, 3, H, W], got {images.dtype} "
+                             f"{tuple(images.shape)}")
+        self.shard = _Shard(int(images.shape[0]), global_batch, rank, world, seed)
+        self.device = torch.device(device)
+        if to_device and self.device.type != "cpu":
+            images = images.to(self.device)
+        elif self.device.type == "cuda":
+            images = images.contiguous().pin_memory()
+        self.images = images
+        self.batch_views = batch_views
+        self.hw = torch.tensor([[int(images.shape[2]), int(images.shape[3])]], dtype=torch.int64)
+        self.steps_per_epoch = self.shard.steps_per_epoch
+        self.description = f"in-memory uint8 images on {self.images.device}, views rendered in the main process"
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[Tensor]]:
+        """The view batches of this rank for steps ``start_step ..`` of ``epoch``."""
+        sh = self.shard
+        perm = epoch_permutation(sh.n, sh.seed, epoch)
+        lo, hi = sh.rank * sh.local_batch, (sh.rank + 1) * sh.local_batch
+        policy = self.batch_views.policy
+        for step in range(start_step, sh.steps_per_epoch):
+            idx = sh.local_indices(perm, step)
+            gen = torch.Generator().manual_seed(derive_seed(sh.seed, "aug", epoch, step))
+            params = policy.sample(self.hw.expand(sh.global_batch, 2), gen)
+            if sh.world > 1:
+                params = params.index(slice(lo, hi))
+            batch = self.images[idx.to(self.images.device)]
+            if batch.device != self.device:
+                batch = batch.to(self.device, non_blocking=True)
+            yield self.batch_views.replay(batch, params)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _collate_list(items: list[tuple[Tensor, int]]) -> list[Tensor]:
+    return [img for img, _ in items]
+
+
+class LoaderViews:
+    """Variable-size images decoded by DataLoader workers; views rendered in the main process."""
+
+    def __init__(self, dataset: Dataset, batch_views: Any, *, global_batch: int, rank: int, world: int, seed: int,
+                 device: torch.device, num_workers: int = 2) -> None:
+        self.sampler = ShardedBatchSampler(len(dataset), global_batch, rank, world, seed)
+        self.shard = self.sampler.shard
+        self.batch_views = batch_views
+        self.device = torch.device(device)
+        self.steps_per_epoch = self.shard.steps_per_epoch
+        self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=num_workers,
+                                 collate_fn=_collate_list, pin_memory=self.device.type == "cuda",
+                                 persistent_workers=num_workers > 0)
+        self.description = f"DataLoader decoding with {num_workers} workers, views rendered in the main process"
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[Tensor]]:
+        self.sampler.set_epoch(epoch, start_step)
+        step = start_step
+        for images in self.loader:
+            images = [im.to(self.device, non_blocking=True) for im in images]
+            gen = torch.Generator().manual_seed(derive_seed(self.shard.seed, "aug", epoch, step, self.shard.rank))
+            views, _ = self.batch_views.from_list(images, gen)
+            step += 1
+            yield views
+
+    def close(self) -> None:
+        """Shut the workers down."""
+        self.loader = None  # type: ignore[assignment]
+
+
+class _PerImageViews(Dataset):
+    """``ds[(index, epoch)] -> list of V view tensors`` rendered with a per-image seeded generator."""
+
+    def __init__(self, base: Dataset, policy: Any, render_kwargs: dict, seed: int) -> None:
+        self.base, self.policy, self.render_kwargs, self.seed = base, policy, render_kwargs, seed
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> list[Tensor]:
+        from jointaug.render.batched import render_views
+
+        index, epoch = key
+        img, _ = self.base[index]
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "aug", epoch, index))
+        params = self.policy.sample(torch.tensor([[int(img.shape[-2]), int(img.shape[-1])]]), gen)
+        return [v[0] for v in render_views(img[None], params, **self.render_kwargs)]
+
+
+def _collate_views(items: list[list[Tensor]]) -> list[Tensor]:
+    return [torch.stack([it[v] for it in items]) for v in range(len(items[0]))]
+
+
+class WorkerViews:
+    """Views rendered image by image inside DataLoader workers (``aug.where=workers``)."""
+
+    def __init__(self, dataset: Dataset, batch_views: Any, *, global_batch: int, rank: int, world: int, seed: int,
+                 device: torch.device, num_workers: int = 2) -> None:
+        self.sampler = ShardedBatchSampler(len(dataset), global_batch, rank, world, seed, with_keys=True)
+        self.shard = self.sampler.shard
+        self.device = torch.device(device)
+        self.steps_per_epoch = self.shard.steps_per_epoch
+        render_kwargs = dict(mode=batch_views.mode, mean=batch_views.mean, std=batch_views.std,
+                             blur_kernel=batch_views.blur_kernel)
+        wrapped = _PerImageViews(dataset, batch_views.policy, render_kwargs, seed)
+        self.loader = DataLoader(wrapped, batch_sampler=self.sampler, num_workers=num_workers,
+                                 collate_fn=_collate_views, pin_memory=self.device.type == "cuda",
+                                 persistent_workers=num_workers > 0)
+        self.description = f"views rendered per image in {num_workers} DataLoader workers"
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[Tensor]]:
+        self.sampler.set_epoch(epoch, start_step)
+        for views in self.loader:
+            yield [v.to(self.device, non_blocking=True) for v in views]
+
+    def close(self) -> None:
+        """Shut the workers down."""
+        self.loader = None  # type: ignore[assignment]

@@ -1,0 +1,229 @@
+"""``jointaug run``: the main job. SimCLR with RandomCrop and with J-Crop(0), trained, evaluated, compared.
+
+With no argument it uses the built-in synthetic set (``configs/simclr/synthetic.yaml``; the GPU
+when there is one) and fits in a few minutes on 2 CPU cores. ``--data cifar10 --data-dir PATH``
+(or cifar100, stl10, tiny-imagenet, imagenet, folder) runs the same comparison with that data
+set's recipe. Both runs share the seed, so they see the same images in the same order, the same
+initial weights and the same colour/flip draws: only the crop law differs.
+
+The run folder (``runs/<timestamp>/`` or ``--out``) holds: ``random-crop/`` and ``j-crop/`` (each
+a training run: config, metrics.jsonl, TensorBoard events, checkpoint, summary.json),
+``metrics.json`` (both summaries), ``table.md``, ``loss.png``, ``knn.png`` and ``pairs.png``.
+Running it again with the same ``--out`` resumes unfinished runs from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["POLICIES", "add_arguments", "format_table", "main", "run_comparison"]
+
+#: (label, folder, config overrides) of the two compared policies
+POLICIES: list[tuple[str, str, list[str]]] = [
+    ("RandomCrop", "random-crop", ["aug.crop=random"]),
+    ("J-Crop(0)", "j-crop", ["aug.crop=joint", "aug.beta=0.0"]),
+]
+_RECIPES = {"synthetic": "simclr/synthetic", "cifar10": "simclr/cifar10", "cifar100": "simclr/cifar100",
+            "stl10": "simclr/stl10", "tiny-imagenet": "simclr/tiny-imagenet", "imagenet": "simclr/imagenet",
+            "imagenette": "simclr/imagenet", "folder": "simclr/cifar10"}
+#: --quick: a tiny run for smoke tests (seconds)
+QUICK = ["data.limit=256", "data.test_limit=200", "model.backbone=convnet4", "model.kwargs.width=8",
+         "method.params.proj_hidden_dim=64", "method.params.proj_out_dim=32", "optim.batch_size=64",
+         "optim.epochs=2", "optim.warmup_epochs=0", "train.knn_every=1", "eval.linear_epochs=10",
+         "train.log_every=1"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``jointaug run``."""
+    parser.add_argument("--out", help="run folder (default: runs/<timestamp>)")
+    parser.add_argument("--data", default="synthetic",
+                        help="data set: synthetic (default), cifar10, cifar100, stl10, tiny-imagenet, imagenet, "
+                             "imagenette, folder")
+    parser.add_argument("--data-dir", help="data root: archive or folder (not needed for synthetic)")
+    parser.add_argument("--config", help="recipe to start from (default: simclr/<data>; folder uses simclr/cifar10)")
+    parser.add_argument("--epochs", type=int, help="training epochs per policy (default: the recipe's)")
+    parser.add_argument("--batch-size", type=int, help="global batch size (default: the recipe's)")
+    parser.add_argument("--limit", type=int, help="train on a class-stratified subset of this many images")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda")
+    parser.add_argument("--seed", type=int, default=None, help="the one seed (default: the recipe's)")
+    parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests (seconds, not meaningful)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for both runs")
+
+
+def _base_overrides(args: argparse.Namespace) -> tuple[str, list[str]]:
+    recipe = args.config or _RECIPES.get(args.data)
+    if recipe is None:
+        raise ValueError(f"--data {args.data!r}: unknown data set; choose from {', '.join(_RECIPES)} "
+                         "(or pass --config)")
+    ov: list[str] = []
+    if args.config or args.data != "synthetic":
+        ov.append(f"data.name={args.data}")
+    if args.data_dir:
+        ov.append(f"data.root={args.data_dir}")
+    if args.quick:
+        ov += QUICK
+    if args.epochs is not None:
+        ov.append(f"optim.epochs={args.epochs}")
+    if args.batch_size is not None:
+        ov.append(f"optim.batch_size={args.batch_size}")
+    if args.limit is not None:
+        ov.append(f"data.limit={args.limit}")
+    if args.device:
+        ov.append(f"train.device={args.device}")
+    if args.seed is not None:
+        ov.append(f"train.seed={args.seed}")
+    return recipe, ov + list(args.overrides)
+
+
+def _fmt(v: Any, spec: str, suffix: str = "") -> str:
+    return "n/a" if v is None else f"{format(v, spec)}{suffix}"
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table: policy, kNN top-1, linear top-1, train time, images/s, data-wait fraction."""
+    head = "| policy | kNN top-1 (%) | linear top-1 (%) | train time (s) | images/s | data wait |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        wait = None if r.get("data_wait") is None else 100 * r["data_wait"]
+        lines.append(f"| {r['label']} | {_fmt(r.get('knn_top1'), '.2f')} | {_fmt(r.get('linear_top1'), '.2f')} | "
+                     f"{_fmt(r.get('train_time_s'), '.1f')} | {_fmt(r.get('images_per_s'), '.0f')} | "
+                     f"{_fmt(wait, '.1f', '%')} |")
+    return "\n".join(lines)
+
+
+def _epoch_records(run_dir: Path) -> list[dict[str, Any]]:
+    from jointaug.train.logger import read_metrics
+
+    return [r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("type") == "epoch"]
+
+
+def _plots(out: Path, rows: list[dict[str, Any]]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for key, fname, ylabel in (("loss", "loss.png", "SimCLR loss (epoch mean)"),
+                               ("knn_top1", "knn.png", "kNN top-1 (%)")):
+        fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
+        for r in rows:
+            recs = [x for x in _epoch_records(Path(r["out_dir"])) if x.get(key) is not None]
+            if recs:
+                ax.plot([x["epoch"] for x in recs], [x[key] for x in recs], marker="o", ms=3, label=r["label"])
+        if key == "knn_top1":
+            for r in rows:
+                if r.get("knn_top1") is not None:
+                    ax.axhline(r["knn_top1"], ls=":", lw=0.8, color="gray")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / fname)
+        plt.close(fig)
+        written.append(fname)
+    return written
+
+
+def _pairs_png(out: Path, cfg_by_label: dict[str, Any], n_images: int = 6, seed: int = 0) -> str | None:
+    """A grid of positive pairs: per image, the original and two views under each policy (same seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from jointaug.augment import BatchViews
+    from jointaug.config import build_policy
+    from jointaug.data.datasets import build_dataset
+
+    first = next(iter(cfg_by_label.values()))
+    d = first.data
+    ds = build_dataset(d.name, d.eval_train_split, root=d.root, download=d.download, size=d.size,
+                       on_error=d.on_error, cache_dir=d.cache_dir, limit=d.limit)
+    n = min(n_images, len(ds))
+    picks = torch.linspace(0, len(ds) - 1, n).long().tolist()
+    images = [ds[i][0] for i in picks]
+    cols: list[tuple[str, list[Any]]] = [("image", [im.permute(1, 2, 0).numpy() for im in images])]
+    for label, cfg in cfg_by_label.items():
+        bv = BatchViews(build_policy(cfg), mode=cfg.aug.mode, mean=None, std=None)
+        views, _ = bv.from_list(images, torch.Generator().manual_seed(seed))
+        for k in range(2):
+            cols.append((f"{label} v{k + 1}", [v.clamp(0, 1).permute(1, 2, 0).numpy() for v in views[k]]))
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.5 * len(cols), 1.5 * n), dpi=110, squeeze=False)
+    for j, (title, imgs) in enumerate(cols):
+        for i in range(n):
+            ax = axes[i][j]
+            ax.imshow(imgs[i], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=7)
+    fig.suptitle("positive pairs: the same image under RandomCrop and J-Crop(0) (same seed)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "pairs.png")
+    plt.close(fig)
+    return "pairs.png"
+
+
+def run_comparison(out: Path, recipe: str, overrides: list[str]) -> dict[str, Any]:
+    """Train and evaluate both policies into ``out``; write metrics.json, table.md, plots, pairs."""
+    from jointaug.config import config_to_yaml, load_config
+    from jointaug.train.trainer import train
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfgs = {}
+    for label, folder, extra in POLICIES:  # validate both before training either
+        cfgs[label] = load_config(recipe, [*overrides, *extra, f"train.out_dir={out / folder}", f"name={folder}"])
+    (out / "config.yaml").write_text("# the two runs differ only in aug.crop / aug.beta\n"
+                                     + config_to_yaml(cfgs[POLICIES[0][0]]))
+    rows: list[dict[str, Any]] = []
+    t_all = time.perf_counter()
+    for label, _, _ in POLICIES:
+        print(f"== {label}: training ({cfgs[label].optim.epochs} epochs) ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        summary = train(cfgs[label])
+        summary = {"label": label, **summary, "wall_time_s": time.perf_counter() - t0}
+        rows.append(summary)
+        print(f"== {label}: kNN {_fmt(summary.get('knn_top1'), '.2f')}%  linear "
+              f"{_fmt(summary.get('linear_top1'), '.2f')}%  ({summary['wall_time_s']:.0f} s)",
+              file=sys.stderr, flush=True)
+    table = format_table(rows)
+    files = ["metrics.json", "table.md"]
+    try:
+        files += _plots(out, rows)
+    except Exception as exc:  # plots are a convenience: never lose the results over them
+        print(f"jointaug run: note: plots skipped ({exc})", file=sys.stderr)
+    try:
+        png = _pairs_png(out, cfgs, seed=int(cfgs[POLICIES[0][0]].train.seed))
+        if png:
+            files.append(png)
+    except Exception as exc:
+        print(f"jointaug run: note: example pairs skipped ({exc})", file=sys.stderr)
+    result = {"recipe": recipe, "overrides": overrides, "runs": rows,
+              "total_wall_time_s": time.perf_counter() - t_all, "table": table, "files": files}
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "table.md").write_text(table + "\n")
+    return result
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run both trainings and print the comparison table."""
+    recipe, overrides = _base_overrides(args)
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    from jointaug.train.trainer import NonFiniteLossError
+
+    try:
+        result = run_comparison(out, recipe, overrides)
+    except NonFiniteLossError as exc:
+        print(f"jointaug run: {exc}", file=sys.stderr)
+        return 3
+    print(result["table"])
+    print(f"\nrun folder: {out}  (total {result['total_wall_time_s']:.0f} s)")
+    return 0
