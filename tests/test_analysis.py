@@ -302,3 +302,20 @@ def test_cli_pairs_with_the_real_renderer(tmp_path):
     assert out.stat().st_size > 1000
     assert main(["pairs", "--recipe", "simclr", "--blur", "joint", "--rows", "2", "--size", "48",
                  "--out", str(out)]) == 0
+
+
+def test_pil_fallback_decoder_converts_to_rgb_and_names_bad_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(pairs_mod, "load_image", None)  # as if jointaug.data.io were missing
+    root = _write_mixed_folder(tmp_path / "imgs")
+    for p in pairs_mod.collect_images(root):
+        im = pairs_mod.read_image(p)
+        assert im.dtype == torch.uint8 and im.shape[0] == 3
+    (root / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match="broken.png"):
+        pairs_mod.read_image(root / "broken.png")
+
+
+def test_pairs_without_a_renderer_says_so(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "jointaug.render.batched", None)  # import fails
+    assert main(["pairs", "--rows", "1", "--out", str(tmp_path / "x.png")]) == 1
+    assert "renderer" in capsys.readouterr().err
