@@ -1,0 +1,274 @@
+"""Data-set classes shared by every reader: the :class:`ImageDataset` contract and its two forms.
+
+- :class:`TensorImageDataset`: every image has one size; ``images`` (uint8 [N, 3, H, W], usually a
+  memory-mapped cache) and ``labels`` (int64 [N]) let a trainer batch without decoding.
+- :class:`FileImageDataset`: images of varying size, decoded per item from a folder or a tar file.
+
+Both are picklable and safe in DataLoader workers: memory maps and tar file handles are (re)opened
+lazily in whichever process uses them, never carried through pickling.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .io import ImageReadError, load_image
+
+__all__ = [
+    "DirSource",
+    "FileImageDataset",
+    "ImageDataset",
+    "TarSource",
+    "TensorImageDataset",
+    "clean_member_name",
+    "resize_square",
+    "stratified_subset",
+]
+
+
+class ImageDataset(Dataset):
+    """Labelled RGB images: ``ds[i] -> (uint8 [3, H, W], int label)`` (label -1 = unlabelled).
+
+    Attributes: ``name``, ``split``, ``classes`` (label -> class name), ``labels`` (int64 [N]),
+    ``fixed_size`` ((H, W) when every image has that size, else None), ``skipped`` (files left out
+    because they could not be decoded, with ``on_error="skip"``).
+    """
+
+    name: str
+    split: str
+    classes: list[str]
+    labels: Tensor
+    fixed_size: tuple[int, int] | None
+    skipped: list[str]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``len(classes)``)."""
+        return len(self.classes)
+
+    def __repr__(self) -> str:
+        size = "x".join(map(str, self.fixed_size)) if self.fixed_size else "variable"
+        extra = f", skipped={len(self.skipped)}" if self.skipped else ""
+        return (f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, n={len(self)}, "
+                f"classes={self.num_classes}, size={size}{extra})")
+
+
+class TensorImageDataset(ImageDataset):
+    """Fixed-size images held as one uint8 tensor [N, 3, H, W] (in memory or memory-mapped).
+
+    Pass either ``images`` or ``loader`` (a picklable zero-argument callable returning the tensor,
+    e.g. a ``functools.partial`` that memory-maps a cache file); with a loader, pickling carries the
+    loader instead of the pixels, so DataLoader workers re-map the file instead of copying it.
+    """
+
+    def __init__(
+        self,
+        images: Tensor | None,
+        labels: Tensor | np.ndarray | Sequence[int],
+        classes: Sequence[str],
+        *,
+        name: str,
+        split: str,
+        loader: Callable[[], Tensor] | None = None,
+        skipped: Sequence[str] = (),
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        if images is None and loader is None:
+            raise ValueError("TensorImageDataset needs images or a loader")
+        self._images = images
+        self._loader = loader
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).reshape(-1)
+        self.classes = list(classes)
+        self.name, self.split = name, split
+        self.skipped = list(skipped)
+        self.info = dict(info or {})
+        imgs = self.images
+        if imgs.dtype != torch.uint8 or imgs.ndim != 4 or imgs.shape[1] != 3:
+            raise ValueError(f"{name}/{split}: images must be uint8 [N, 3, H, W], got {imgs.dtype} "
+                             f"{tuple(imgs.shape)}")
+        if imgs.shape[0] != self.labels.shape[0]:
+            raise ValueError(f"{name}/{split}: {imgs.shape[0]} images but {self.labels.shape[0]} labels")
+        self.fixed_size = (int(imgs.shape[2]), int(imgs.shape[3]))
+
+    @property
+    def images(self) -> Tensor:
+        """All images, uint8 [N, 3, H, W] (memory-mapped when loaded from the cache)."""
+        if self._images is None:
+            assert self._loader is not None
+            self._images = self._loader()
+        return self._images
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self._loader is not None:
+            state["_images"] = None
+        return state
+
+
+class DirSource:
+    """Image files under a directory, addressed by POSIX paths relative to it."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def describe(self, rel: str) -> str:
+        return str(self.root / rel)
+
+    def load(self, rel: str) -> Tensor:
+        return load_image(self.root / rel, name=self.describe(rel))
+
+
+class TarSource:
+    """Members of an uncompressed tar file, read directly at their byte offsets.
+
+    The file is opened lazily and once per process (DataLoader workers each get their own
+    handle); pickling drops the handle.
+    """
+
+    def __init__(self, tar_path: str | os.PathLike, offsets: dict[str, tuple[int, int]]) -> None:
+        self.tar_path = str(tar_path)
+        self.offsets = offsets  # member name -> (data offset, size)
+        self._fh: Any = None
+        self._pid = -1
+
+    def describe(self, rel: str) -> str:
+        return f"{self.tar_path}:{rel}"
+
+    def read_bytes(self, rel: str) -> bytes:
+        if self._fh is None or self._pid != os.getpid():
+            self._fh = open(self.tar_path, "rb")  # kept open: one handle per process
+            self._pid = os.getpid()
+        offset, size = self.offsets[rel]
+        self._fh.seek(offset)
+        data = self._fh.read(size)
+        if len(data) != size:
+            raise ImageReadError(self.describe(rel), f"tar file ended early ({len(data)} of {size} bytes)")
+        return data
+
+    def load(self, rel: str) -> Tensor:
+        return load_image(self.read_bytes(rel), name=self.describe(rel))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_fh"], state["_pid"] = None, -1
+        return state
+
+    @staticmethod
+    def index(tar_path: str | os.PathLike) -> dict[str, tuple[int, int]]:
+        """Map every regular member of an uncompressed tar to (data offset, size)."""
+        with tarfile.open(tar_path, "r:") as tf:
+            return {clean_member_name(m.name): (m.offset_data, m.size) for m in tf.getmembers() if m.isfile()}
+
+
+def clean_member_name(name: str) -> str:
+    """Normalise a tar member name to a relative POSIX path (drops leading ``./`` and ``/``)."""
+    while name.startswith("./"):
+        name = name[2:]
+    return name.lstrip("/")
+
+
+class FileImageDataset(ImageDataset):
+    """Images of varying size, decoded per item (``fixed_size`` is None, no ``images`` tensor)."""
+
+    def __init__(
+        self,
+        source: DirSource | TarSource,
+        files: Sequence[str],
+        labels: Tensor | np.ndarray | Sequence[int],
+        classes: Sequence[str],
+        *,
+        name: str,
+        split: str,
+        skipped: Sequence[str] = (),
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.source = source
+        self.files = list(files)
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).reshape(-1)
+        if len(self.files) != self.labels.shape[0]:
+            raise ValueError(f"{name}/{split}: {len(self.files)} files but {self.labels.shape[0]} labels")
+        self.classes = list(classes)
+        self.name, self.split = name, split
+        self.skipped = list(skipped)
+        self.info = dict(info or {})
+        self.fixed_size = None
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.source.load(self.files[index]), int(self.labels[index])
+
+
+def stratified_subset(labels: np.ndarray | Tensor, limit: int) -> np.ndarray:
+    """Indices of a class-stratified subset of size ``limit``, in original order.
+
+    Each label value (unlabelled -1 counts as one group) gets ``limit // groups`` items, the first
+    ``limit % groups`` groups (in sorted label order) one more; within a group the earliest items
+    are kept, so the result is deterministic. Groups smaller than their share give the rest to the
+    others, so exactly ``min(limit, N)`` indices come back.
+    """
+    lab = np.asarray(labels).reshape(-1)
+    n = lab.shape[0]
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    if limit >= n:
+        return np.arange(n)
+    groups, counts = np.unique(lab, return_counts=True)
+    quota = np.zeros(len(groups), dtype=np.int64)
+    remaining = limit
+    open_ = np.ones(len(groups), dtype=bool)
+    while remaining > 0 and open_.any():
+        idx = np.flatnonzero(open_)
+        share, extra = divmod(remaining, len(idx))
+        for j, g in enumerate(idx):
+            want = share + (1 if j < extra else 0)
+            take = min(want, counts[g] - quota[g])
+            quota[g] += take
+            remaining -= take
+            if quota[g] >= counts[g]:
+                open_[g] = False
+    keep = np.zeros(n, dtype=bool)
+    for g, q in zip(groups, quota):
+        members = np.flatnonzero(lab == g)[:q]
+        keep[members] = True
+    return np.flatnonzero(keep)
+
+
+def resize_square(images: Tensor, size: int) -> Tensor:
+    """Resize uint8 images [N, 3, H, W] so the shorter side is ``size``, then centre-crop square.
+
+    Bilinear with antialiasing when shrinking (torch ``interpolate``); identity when already
+    ``size`` x ``size``. Used for the ``size`` option of every reader, so all agree on pixels.
+    """
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    n, c, h, w = images.shape
+    if h == size and w == size:
+        return images
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    out = torch.empty((n, c, size, size), dtype=torch.uint8)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    for s in range(0, n, 256):
+        x = images[s:s + 256].to(torch.float32)
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+        x = x[:, :, top:top + size, left:left + size]
+        out[s:s + 256] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out

@@ -1,0 +1,173 @@
+"""Decoded uint8 cache: fixed-size data sets are decoded once, saved as ``.npy`` and memory-mapped.
+
+An entry is three files in the cache directory sharing one stem ``<kind>-<hash>``:
+``.images.npy`` (uint8 [N, 3, H, W]), ``.labels.npy`` (int64 [N]) and ``.json`` (classes, skipped
+files, source description). The hash covers the source path, its size and mtime, the split and
+every option that changes the pixels, so an edited source gets a new entry (old entries are left
+behind; delete the directory to reclaim space). The ``.json`` is written last and atomically, so a
+half-written entry is never read; two processes building the same entry at once both succeed.
+
+Default directory: ``$JOINTAUG_CACHE_DIR``, else ``$XDG_CACHE_HOME/jointaug``, else
+``~/.cache/jointaug``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "CACHE_VERSION",
+    "ArrayWriter",
+    "default_cache_dir",
+    "entry_stem",
+    "file_fingerprint",
+    "load_entry",
+    "load_images_mmap",
+    "save_entry",
+]
+
+#: Bumped whenever decoding changes, so stale entries are never reused.
+CACHE_VERSION = 1
+
+
+def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Resolve the cache directory (argument, ``$JOINTAUG_CACHE_DIR``, XDG cache, ``~/.cache``)."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("JOINTAUG_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "jointaug"
+
+
+def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """Absolute path, byte size and mtime (ns) of a file: what a cache key depends on."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return {"path": str(p), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
+
+
+def entry_stem(kind: str, key: Any) -> str:
+    """Stable file stem ``<kind>-<sha1 of key>`` for a JSON-serialisable key."""
+    blob = json.dumps({"v": CACHE_VERSION, "key": key}, sort_keys=True, default=str).encode()
+    return f"{kind}-{hashlib.sha1(blob).hexdigest()[:20]}"
+
+
+def _paths(cache_dir: Path, stem: str) -> tuple[Path, Path, Path]:
+    return cache_dir / f"{stem}.images.npy", cache_dir / f"{stem}.labels.npy", cache_dir / f"{stem}.json"
+
+
+def load_images_mmap(path: str | os.PathLike, count: int | None = None) -> Tensor:
+    """Memory-map a cached ``.npy`` image array as a uint8 tensor (copy-on-write, file untouched)."""
+    arr = np.load(path, mmap_mode="c")
+    if count is not None:
+        arr = arr[:count]
+    return torch.from_numpy(arr)
+
+
+def load_entry(cache_dir: Path, stem: str) -> dict[str, Any] | None:
+    """Return a cache entry's metadata (plus ``labels`` and ``images_path``), or None when absent.
+
+    ``images_path`` is None for entries that record a variable-size set (metadata only).
+    """
+    images_p, labels_p, meta_p = _paths(cache_dir, stem)
+    if not meta_p.is_file():
+        return None
+    try:
+        meta = json.loads(meta_p.read_text())
+        if meta.get("version") != CACHE_VERSION:
+            return None
+        if meta.get("fixed", True):
+            if not images_p.is_file():
+                return None
+            meta["images_path"] = str(images_p)
+        else:
+            meta["images_path"] = None
+        meta["labels"] = torch.from_numpy(np.load(labels_p).astype(np.int64)) if labels_p.is_file() else None
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"ignoring unreadable cache entry {meta_p}: {exc}", stacklevel=2)
+        return None
+    return meta
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_entry(
+    cache_dir: Path,
+    stem: str,
+    meta: dict[str, Any],
+    labels: np.ndarray | Tensor | None,
+    images_tmp: Path | None = None,
+) -> None:
+    """Commit an entry: move ``images_tmp`` into place, write labels, then the metadata last."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    images_p, labels_p, meta_p = _paths(cache_dir, stem)
+    if images_tmp is not None:
+        os.replace(images_tmp, images_p)
+    if labels is not None:
+        lab = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+        tmp = labels_p.with_name(f"{labels_p.name}.tmp{os.getpid()}.npy")
+        np.save(tmp, lab.astype(np.int64))
+        os.replace(tmp, labels_p)
+    body = dict(meta, version=CACHE_VERSION, fixed=images_tmp is not None or meta.get("fixed", False))
+    body.pop("labels", None)
+    body.pop("images_path", None)
+    _atomic_write_bytes(meta_p, json.dumps(body, indent=1, sort_keys=True).encode())
+
+
+class ArrayWriter:
+    """A uint8 [N, 3, H, W] array being filled before it is committed to the cache.
+
+    Backed by a temporary ``.npy`` memmap in the cache directory (so a large set never needs to
+    fit in memory), or by a plain in-memory array when the directory is not writable.
+    """
+
+    def __init__(self, cache_dir: Path, stem: str, shape: tuple[int, int, int, int]) -> None:
+        self.shape = shape
+        self.tmp_path: Path | None = cache_dir / f"{stem}.images.tmp{os.getpid()}.npy"
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            self.array = np.lib.format.open_memmap(self.tmp_path, mode="w+", dtype=np.uint8, shape=shape)
+        except OSError as exc:
+            warnings.warn(f"cache directory {cache_dir} is not writable ({exc}); keeping data in memory",
+                          stacklevel=2)
+            self.tmp_path = None
+            self.array = np.zeros(shape, dtype=np.uint8)
+
+    def commit(self, cache_dir: Path, stem: str, meta: dict[str, Any], labels: np.ndarray,
+               count: int) -> Tensor:
+        """Save the entry (when file-backed) and return the images as a tensor (first ``count``)."""
+        if self.tmp_path is None:
+            return torch.from_numpy(self.array[:count])
+        self.array.flush()
+        del self.array
+        meta = dict(meta, count=int(count))
+        try:
+            save_entry(cache_dir, stem, meta, labels, images_tmp=self.tmp_path)
+        except OSError as exc:
+            raise OSError(f"could not write cache entry {stem} in {cache_dir}: {exc}") from exc
+        return load_images_mmap(cache_dir / f"{stem}.images.npy", count)
+
+    def discard(self) -> None:
+        """Drop the temporary file (the set turned out not to be fixed-size, or decoding failed)."""
+        if self.tmp_path is not None:
+            self.array = None  # type: ignore[assignment]
+            try:
+                self.tmp_path.unlink()
+            except OSError:
+                pass

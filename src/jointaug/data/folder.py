@@ -1,0 +1,422 @@
+"""Image folders in the ImageNet layout ``root/<split>/<class>/.../<image>``, as a directory or a tar.
+
+Layout rules (the same for a directory, a ``.tar`` and a compressed tar such as ``.tar.gz``):
+
+- The class of an image is the first folder below the split folder (deeper nesting is allowed, so
+  Tiny-ImageNet's ``train/<wnid>/images/*.JPEG`` works); files directly in the split folder are
+  ignored with a warning, except Tiny-ImageNet's ``val/images`` + ``val/val_annotations.txt``.
+- Class names and label order come from the ``train`` folder when there is one (sorted names), so
+  every split shares one label order; a class found only in another split is an error.
+- ``split="test"`` falls back to ``val`` when there is no ``test`` folder (the ImageNet aliases
+  always use ``val`` for "test": Tiny-ImageNet's ``test`` folder has no labels).
+- A tree with no split folders at all (``root/<class>/<image>``) is accepted as split ``"train"``
+  only; asking it for any other split is an error (so a test set is never silently the train set).
+- An archive whose members all sit under one wrapper folder (``imagenette2/train/...``) is read
+  as if that folder were the root.
+
+Storage: fixed-size folders (every image the same size, or any folder with ``size=s``, which
+resizes the shorter side to s and centre-crops) are decoded once into the uint8 cache and
+memory-mapped afterwards. Variable-size folders decode per item: directories and plain ``.tar``
+files are read in place (tar members by byte offset, the file opened lazily per worker); a
+compressed tar is extracted once into the cache directory, because random access into gzip is slow.
+Corrupt images raise :class:`~jointaug.data.io.ImageReadError` naming the file, or with
+``on_error="skip"`` are left out and listed in ``dataset.skipped``.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import warnings
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import (
+    DirSource,
+    FileImageDataset,
+    ImageDataset,
+    TarSource,
+    TensorImageDataset,
+    clean_member_name,
+    resize_square,
+    stratified_subset,
+)
+from .cache import (
+    ArrayWriter,
+    default_cache_dir,
+    entry_stem,
+    file_fingerprint,
+    load_entry,
+    load_images_mmap,
+    save_entry,
+)
+from .io import ImageReadError, is_image_name, load_image
+
+__all__ = ["SPLIT_NAMES", "build_folder", "resolve_layout"]
+
+#: Folder names recognised as splits at the top of the tree.
+SPLIT_NAMES = ("train", "test", "val", "valid", "validation")
+_ANNOTATIONS = "val_annotations.txt"
+
+
+def _archive_kind(path: Path) -> str:
+    """``"tar"`` for an uncompressed tar, ``"ztar"`` for a compressed one, else a clear error."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    compressed = head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ"))
+    try:
+        ok = tarfile.is_tarfile(path)
+    except OSError:
+        ok = False
+    if not ok:
+        raise ValueError(f"folder root {path} is neither a directory nor a tar archive")
+    return "ztar" if compressed else "tar"
+
+
+def _strip_wrapper(paths: list[str]) -> str:
+    """Return a single wrapper folder shared by every path (``"x/"``), or ``""``."""
+    tops = {p.split("/", 1)[0] for p in paths}
+    if len(tops) != 1 or not all("/" in p for p in paths):
+        return ""
+    (top,) = tops
+    if top in SPLIT_NAMES:
+        return ""
+    inner = [p.split("/", 1)[1] for p in paths]
+    inner_tops = {p.split("/", 1)[0] for p in inner if "/" in p}
+    # strip only if what is inside looks like a tree with split folders
+    return f"{top}/" if inner_tops & set(SPLIT_NAMES) else ""
+
+
+def resolve_layout(
+    all_files: list[str],
+    split: str,
+    *,
+    where: str,
+    read_text: Callable[[str], str],
+    test_is_val: bool = False,
+) -> tuple[list[str], list[int], list[str]]:
+    """Map relative file paths to (image files, labels, classes) for ``split`` (module rules)."""
+    prefix = _strip_wrapper(all_files)
+    files = [p[len(prefix):] for p in all_files] if prefix else list(all_files)
+    images = [p for p in files if is_image_name(p)]
+    present = {p.split("/", 1)[0] for p in files if "/" in p and p.split("/", 1)[0] in SPLIT_NAMES}
+    want = split
+    if split == "test" and (test_is_val or "test" not in present) and "val" in present:
+        want = "val"
+
+    def classes_of(top: str) -> list[str]:
+        return sorted({p.split("/")[1] for p in images if p.startswith(top + "/") and p.count("/") >= 2})
+
+    if want in present:
+        train_classes = classes_of("train") if "train" in present else classes_of(want)
+        annot = f"{want}/{_ANNOTATIONS}"
+        annotations: dict[str, str] = {}
+        if annot in files:
+            for line in read_text(prefix + annot).splitlines():
+                cols = line.split()
+                if len(cols) >= 2:
+                    annotations[cols[0]] = cols[1]
+        index = {c: i for i, c in enumerate(train_classes)}
+        out_files, out_labels, loose = [], [], []
+        for p in sorted(images):
+            if not p.startswith(want + "/"):
+                continue
+            parts = p.split("/")
+            base = parts[-1]
+            if annotations and base in annotations and (len(parts) == 2 or parts[1] == "images"):
+                cls = annotations[base]
+            elif len(parts) >= 3:
+                cls = parts[1]
+            else:
+                loose.append(p)
+                continue
+            if cls not in index:
+                raise ValueError(f"{where}: class {cls!r} of {prefix + p} is not among the {len(index)} "
+                                 f"classes of the train folder")
+            out_files.append(prefix + p)
+            out_labels.append(index[cls])
+        if loose:
+            warnings.warn(f"{where}: ignoring {len(loose)} image(s) directly in {want}/ without a class folder "
+                          f"(e.g. {prefix + loose[0]})", stacklevel=3)
+        if not out_files:
+            raise ValueError(f"{where}: no images in class folders under {prefix + want}/")
+        return out_files, out_labels, train_classes
+    if present:
+        raise ValueError(f"{where}: no {split!r} split folder; found {', '.join(sorted(present))}")
+    if split != "train":
+        raise ValueError(f"{where}: no split folders (flat class/image layout), which is readable as split "
+                         f"'train' only, not {split!r}")
+    nested = sorted(p for p in images if "/" in p)
+    classes = sorted({p.split("/", 1)[0] for p in nested})
+    if not classes:
+        raise ValueError(f"{where}: no images in class folders (expected {where}/<split>/<class>/<image>)")
+    index = {c: i for i, c in enumerate(classes)}
+    return [prefix + p for p in nested], [index[p.split("/", 1)[0]] for p in nested], classes
+
+
+def _walk(root: Path) -> list[str]:
+    """Relative POSIX paths of every regular file under ``root`` (hidden folders skipped)."""
+    out = []
+    for d, dirs, fnames in os.walk(root, followlinks=True):
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        rel = os.path.relpath(d, root)
+        for f in fnames:
+            out.append(f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}")
+    return out
+
+
+def _iter_archive(path: Path, wanted: dict[str, int]) -> Iterator[tuple[int, str, bytes]]:
+    """Stream a (compressed) tar once, yielding (row, member name, bytes) for wanted members."""
+    with tarfile.open(path, "r|*") as tf:
+        for m in tf:
+            if not m.isfile():
+                continue
+            name = clean_member_name(m.name)
+            row = wanted.get(name)
+            if row is None:
+                continue
+            fh = tf.extractfile(m)
+            assert fh is not None
+            yield row, name, fh.read()
+
+
+def _list_ztar(path: Path, keep_bytes: int = 1 << 30) -> tuple[list[str], dict[str, str], dict[str, bytes] | None]:
+    """One pass over a compressed tar: member names, annotation texts and, while they fit in
+    ``keep_bytes``, the image members' bytes (so a small archive is decompressed only once)."""
+    names, texts = [], {}
+    blobs: dict[str, bytes] | None = {}
+    total = 0
+    with tarfile.open(path, "r|*") as tf:
+        for m in tf:
+            if not m.isfile():
+                continue
+            name = clean_member_name(m.name)
+            names.append(name)
+            if name.endswith(_ANNOTATIONS):
+                fh = tf.extractfile(m)
+                assert fh is not None
+                texts[name] = fh.read().decode("utf-8", "replace")
+            elif blobs is not None and is_image_name(name):
+                total += m.size
+                if total > keep_bytes:
+                    blobs = None
+                    continue
+                fh = tf.extractfile(m)
+                assert fh is not None
+                blobs[name] = fh.read()
+    return names, texts, blobs
+
+
+class _Decoded:
+    """Result of the attempt to decode a folder into one fixed-size array."""
+
+    def __init__(self) -> None:
+        self.writer: ArrayWriter | None = None
+        self.valid: np.ndarray | None = None
+        self.skipped: list[str] = []
+        self.variable = False
+
+
+def _decode_fixed(items: Iterator[tuple[int, str, Callable[[], Any]]], n: int, size: int | None,
+                  on_error: str, cdir: Path, stem: str) -> _Decoded:
+    """Decode every item into an [N, 3, H, W] writer; stop early when sizes differ (variable set)."""
+    res = _Decoded()
+    valid = np.zeros(n, dtype=bool)
+    try:
+        for row, desc, get in items:
+            try:
+                img = get()
+            except ImageReadError:
+                if on_error == "raise":
+                    raise
+                res.skipped.append(desc)
+                continue
+            if size is not None:
+                img = resize_square(img[None], size)[0]
+            h, w = int(img.shape[1]), int(img.shape[2])
+            if res.writer is None:
+                res.writer = ArrayWriter(cdir, stem, (n, 3, h, w))
+            elif res.writer.shape[2:] != (h, w):
+                res.writer.discard()
+                res.writer = None
+                res.variable = True
+                return res
+            res.writer.array[row] = img.numpy()
+            valid[row] = True
+    except BaseException:
+        if res.writer is not None:
+            res.writer.discard()
+        raise
+    res.valid = valid
+    return res
+
+
+def build_folder(
+    name: str,
+    split: str,
+    *,
+    root: str | None = None,
+    size: int | None = None,
+    on_error: str = "raise",
+    cache_dir: str | None = None,
+    limit: int | None = None,
+    test_is_val: bool = False,
+) -> ImageDataset:
+    """Read an image-folder tree (directory, ``.tar`` or compressed tar) as ``split``."""
+    if root is None:
+        raise ValueError(f"{name}: root=<folder or tar archive> is required")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{name} root {path} does not exist")
+    kind = "dir" if path.is_dir() else _archive_kind(path)
+    cdir = default_cache_dir(cache_dir)
+    opts = {"split": split, "size": size, "limit": limit, "on_error": on_error, "test_is_val": test_is_val}
+
+    stem = ""
+    if kind != "dir":  # archives: the key needs no listing, so a cache hit skips reading the archive
+        stem = entry_stem("folder", dict(opts, source=file_fingerprint(path)))
+        entry = load_entry(cdir, stem)
+        if entry is not None:
+            return _from_entry(entry, name, split, path, kind)
+
+    offsets: dict[str, tuple[int, int]] = {}
+    blobs: dict[str, bytes] | None = None
+    if kind == "dir":
+        all_files = _walk(path)
+
+        def read_text(rel: str) -> str:
+            return (path / rel).read_text(errors="replace")
+    elif kind == "tar":
+        offsets = TarSource.index(path)
+        all_files = list(offsets)
+        tsrc = TarSource(path, offsets)
+
+        def read_text(rel: str) -> str:
+            return tsrc.read_bytes(rel).decode("utf-8", "replace")
+    else:
+        all_files, texts, blobs = _list_ztar(path)
+
+        def read_text(rel: str) -> str:
+            return texts[rel]
+
+    files, labels_list, classes = resolve_layout(all_files, split, where=str(path), read_text=read_text,
+                                                 test_is_val=test_is_val)
+    labels = np.asarray(labels_list, dtype=np.int64)
+    if limit is not None:
+        keep = stratified_subset(labels, limit)
+        files, labels = [files[i] for i in keep], labels[keep]
+    if kind == "dir":
+        fps = []
+        for rel in files:
+            st = (path / rel).stat()
+            fps.append((rel, st.st_size, st.st_mtime_ns))
+        stem = entry_stem("folder", dict(opts, source=str(path.resolve()), files=fps))
+        entry = load_entry(cdir, stem)
+        if entry is not None:
+            return _from_entry(entry, name, split, path, kind)
+
+    rows = {f: i for i, f in enumerate(files)}
+    if kind == "dir":
+        items: Iterator[tuple[int, str, Callable[[], Any]]] = (
+            (i, str(path / f), partial(load_image, path / f, name=str(path / f))) for i, f in enumerate(files))
+    elif kind == "tar":
+        order = sorted(range(len(files)), key=lambda i: offsets[files[i]][0])
+        items = ((i, tsrc.describe(files[i]), partial(tsrc.load, files[i])) for i in order)
+    elif blobs is not None:  # compressed tar already held in memory
+        items = ((i, f"{path}:{f}", partial(load_image, blobs[f], name=f"{path}:{f}")) for i, f in enumerate(files))
+    else:
+        items = ((row, f"{path}:{member}", partial(load_image, data, name=f"{path}:{member}"))
+                 for row, member, data in _iter_archive(path, rows))
+
+    dec = _decode_fixed(items, len(files), size, on_error, cdir, stem)
+    if not dec.variable:
+        blobs = None  # free the archive's bytes before committing
+    meta: dict[str, Any] = {"classes": classes, "source": str(path), "name": name, "split": split}
+    if not dec.variable:
+        assert dec.valid is not None
+        if dec.writer is None:
+            raise ValueError(f"{path}: none of the {len(files)} images in split {split!r} could be read "
+                             f"(first: {dec.skipped[0] if dec.skipped else '?'})")
+        valid_rows = np.flatnonzero(dec.valid)
+        arr = dec.writer.array
+        for pos, row in enumerate(valid_rows):  # compact rows of skipped images away (in place)
+            if pos != row:
+                arr[pos] = arr[row]
+        meta["skipped"] = dec.skipped
+        stored = dec.writer.commit(cdir, stem, meta, labels[valid_rows], count=len(valid_rows))
+        if dec.writer.tmp_path is None:
+            return TensorImageDataset(stored, labels[valid_rows], classes, name=name, split=split,
+                                      skipped=dec.skipped, info={"source": str(path)})
+        entry = load_entry(cdir, stem)
+        assert entry is not None
+        return _from_entry(entry, name, split, path, kind)
+
+    # variable-size: decode per item from the directory, the tar, or an extracted copy of a ztar
+    if kind == "ztar":
+        extract = cdir / f"{stem}.files"
+        stream = ((f, blobs[f]) for f in files) if blobs is not None else \
+            ((member, data) for _, member, data in _iter_archive(path, rows))
+        for member, data in stream:
+            dest = extract / member
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        meta["extract_dir"] = str(extract)
+    skipped: list[str] = []
+    if on_error == "skip":
+        source = _source(path, kind, meta.get("extract_dir"), offsets)
+        ok = []
+        for i, f in enumerate(files):
+            try:
+                source.load(f)
+                ok.append(i)
+            except ImageReadError:
+                skipped.append(source.describe(f))
+        files, labels = [files[i] for i in ok], labels[ok]
+    meta.update(skipped=skipped, files=files, fixed=False)
+    if kind == "tar":
+        meta["offsets"] = [list(offsets[f]) for f in files]
+    try:
+        save_entry(cdir, stem, meta, labels)
+    except OSError as exc:
+        warnings.warn(f"could not write cache entry in {cdir}: {exc}", stacklevel=2)
+        meta["labels"] = labels
+        return _variable(meta, labels, name, split, path, kind)
+    entry = load_entry(cdir, stem)
+    assert entry is not None
+    return _from_entry(entry, name, split, path, kind)
+
+
+def _source(path: Path, kind: str, extract_dir: str | None, offsets: dict[str, tuple[int, int]]
+            ) -> DirSource | TarSource:
+    if kind == "dir":
+        return DirSource(path)
+    if kind == "tar":
+        return TarSource(path, offsets)
+    assert extract_dir is not None
+    return DirSource(extract_dir)
+
+
+def _variable(meta: dict[str, Any], labels: Any, name: str, split: str, path: Path, kind: str) -> FileImageDataset:
+    files = list(meta["files"])
+    offsets = {f: (int(o[0]), int(o[1])) for f, o in zip(files, meta.get("offsets", []))}
+    extract_dir = meta.get("extract_dir")
+    if kind == "ztar" and (extract_dir is None or not Path(extract_dir).is_dir()):
+        raise FileNotFoundError(f"{path}: extracted copy {extract_dir} is missing; clear the cache entry and reload")
+    return FileImageDataset(_source(path, kind, extract_dir, offsets), files, labels, meta["classes"], name=name,
+                            split=split, skipped=meta.get("skipped", []), info={"source": str(path)})
+
+
+def _from_entry(entry: dict[str, Any], name: str, split: str, path: Path, kind: str) -> ImageDataset:
+    """Rebuild a data set from its cache entry (fixed: memory-mapped array; variable: file list)."""
+    if entry["images_path"] is None:
+        return _variable(entry, entry["labels"], name, split, path, kind)
+    loader = partial(load_images_mmap, entry["images_path"], entry["count"])
+    return TensorImageDataset(None, entry["labels"], entry["classes"], name=name, split=split, loader=loader,
+                              skipped=entry.get("skipped", []),
+                              info={"source": str(path), "cache": entry["images_path"]})
