@@ -78,7 +78,7 @@ class ModelConfig:
 
     backbone: str = "resnet18"
     cifar_stem: bool = False
-    kwargs: dict[str, Any] = field(default_factory=dict)  # constructor keywords, e.g. {width: 32}
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # constructor keywords, e.g. {width: 32}
     sync_bn: bool = True  # convert BatchNorm to SyncBatchNorm under DDP
 
 
@@ -146,7 +146,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimiser steps (tests, smoke runs)
     knn_every: int = 0  # epochs between online kNN monitors (0: off)
     detect_nan: bool = True  # stop on a non-finite loss, keeping the last good checkpoint
-    progress: str = "auto"  # auto (when stderr is a terminal) | on | off
+    progress: bool | None = None  # progress bar: None = when stderr is a terminal
     tensorboard: bool = True  # also write TensorBoard events (skipped with a note when not installed)
     threads: int | None = None  # torch.set_num_threads (None: torch's default)
     channels_last: bool = False
@@ -466,7 +466,6 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
         c.fail("train.out_dir", "must name a directory")
     c.number("train.max_steps", lo=1, optional=True)
     c.number("train.knn_every", lo=0)
-    c.choice("train.progress", ("auto", "on", "off"))
     c.number("train.threads", lo=1, optional=True)
     c.number("train.debug_step_delay", lo=0)
     # eval

@@ -32,7 +32,7 @@ _RECIPES = {"synthetic": "simclr/synthetic", "cifar10": "simclr/cifar10", "cifar
             "stl10": "simclr/stl10", "tiny-imagenet": "simclr/tiny-imagenet", "imagenet": "simclr/imagenet",
             "imagenette": "simclr/imagenet", "folder": "simclr/cifar10"}
 #: --quick: a tiny run for smoke tests (seconds)
-QUICK = ["data.limit=256", "data.test_limit=200", "model.backbone=convnet4", "model.kwargs.width=8",
+QUICK = ["data.limit=256", "data.test_limit=200", "model.backbone=convnet4", "model.backbone_kwargs.width=8",
          "method.params.proj_hidden_dim=64", "method.params.proj_out_dim=32", "optim.batch_size=64",
          "optim.epochs=2", "optim.warmup_epochs=0", "train.knn_every=1", "eval.linear_epochs=10",
          "train.log_every=1"]

@@ -43,6 +43,7 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 CHECKPOINT_FORMAT = 1
 #: config keys allowed to differ between a run and the checkpoint it resumes from
 _RESUME_FREE = ("train.progress", "train.tensorboard", "train.resume", "train.out_dir", "train.log_every",
+                "train.max_steps", "train.ckpt_every", "train.detect_nan",
                 "train.threads", "train.debug_step_delay", "train.sync_timing", "data.num_workers",
                 "data.root", "data.cache_dir", "eval", "name")
 
@@ -153,7 +154,7 @@ class Trainer:
         cfg = self.cfg
         _seed_everything(int(cfg.train.seed))
         backbone = build_backbone(cfg.model.backbone, cifar_stem=bool(cfg.model.cifar_stem),
-                                  **OmegaConf.to_container(cfg.model.kwargs))
+                                  **OmegaConf.to_container(cfg.model.backbone_kwargs))
         method = build_method(cfg.method.name, backbone, **OmegaConf.to_container(cfg.method.params))
         if self.world > 1 and cfg.model.sync_bn:
             method = jd.convert_sync_batchnorm(method)
@@ -366,7 +367,7 @@ class Trainer:
 
     def _progress(self):
         mode = self.cfg.train.progress
-        show = self.main and (mode == "on" or (mode == "auto" and sys.stderr.isatty()))
+        show = self.main and (sys.stderr.isatty() if mode is None else bool(mode))
         from tqdm import tqdm
 
         return tqdm(total=self.total_steps if not self.cfg.train.max_steps
