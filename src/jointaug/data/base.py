@@ -167,6 +167,18 @@ class TarSource:
     def load(self, rel: str) -> Tensor:
         return load_image(self.read_bytes(rel), name=self.describe(rel))
 
+    def close(self) -> None:
+        """Close this process's handle (reopened on the next read)."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            fh.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing to do
+            pass
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_fh"], state["_pid"] = None, -1
