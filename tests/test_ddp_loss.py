@@ -7,7 +7,6 @@ the loss scaling under DDP's gradient averaging, and AllReduceBatchNorm (synchro
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -35,16 +34,10 @@ def _make_views() -> list[torch.Tensor]:
     return [torch.randn(GLOBAL_BATCH, 3, 16, 16, generator=g, dtype=torch.float64) for _ in range(2)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+def _worker(rank: int, world: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    init = "file://" + os.path.join(out_dir, "init")  # a rendezvous file: no port to race for
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
         assert jdist.is_dist() and jdist.world_size() == world and jdist.rank() == rank
         model = jdist.convert_sync_batchnorm(_make_model())
@@ -71,7 +64,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
 @pytest.mark.slow
 def test_ddp_simclr_gradients_match_single_process(tmp_path):
-    mp.start_processes(_worker, args=(WORLD, _free_port(), str(tmp_path)), nprocs=WORLD, join=True,
+    mp.start_processes(_worker, args=(WORLD, str(tmp_path)), nprocs=WORLD, join=True,
                        start_method="spawn")
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 

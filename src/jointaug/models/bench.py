@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -60,12 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--imagenet-stem", action="store_true", help="ResNets with the 7x7 stride-2 stem + max-pool")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     for name in args.models:
         res = measure_throughput(name, batch=args.batch, size=args.size, steps=args.steps,
                                  cifar_stem=not args.imagenet_stem, device=args.device)
         res["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
+        res["load_avg_1min"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else -1.0
         if args.json:
             print(json.dumps(res))
         else:
