@@ -25,9 +25,12 @@ def _save_checkpoint(path, *, flat: bool = False, ddp: bool = False, backbone: s
         config = {"model.backbone": "convnet4", "model.cifar_stem": False, "model.width": 4, "method.name": "simclr"}
     else:
         config = {"model": {"backbone": "convnet4", "cifar_stem": False, "backbone_kwargs": {"width": 4}},
-                  "method": {"name": "simclr", "temperature": 0.5}, "data": {"name": "toy"},
-                  "aug": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
-    torch.save({"model": state, "config": config, "epoch": 1}, path)
+                  "method": {"name": "simclr", "params": {"temperature": 0.5}},
+                  "data": {"name": "toy", "eval_train_split": "train", "test_split": "test"},
+                  "eval": {"knn_k": 10, "knn_t": 0.1}}
+    # the trainer stores the normalisation it used at the top level
+    torch.save({"model": state, "config": config, "epoch": 1, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+               path)
     return model
 
 
@@ -61,6 +64,7 @@ def test_load_backbone_errors(tmp_path):
 
 class _Toy(torch.utils.data.Dataset):
     num_classes = 2
+    fixed_size = (16, 16)
 
     def __init__(self, n, seed):
         g = torch.Generator().manual_seed(seed)
@@ -86,12 +90,13 @@ def test_eval_command_end_to_end(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(eval_cli, "build_split", fake_split)
     out = tmp_path / "res.json"
-    rc = jointaug_main(["eval", str(path), "--knn-k", "10", "--linear", "--linear-epochs", "20",
+    rc = jointaug_main(["eval", str(path), "--linear", "--linear-epochs", "20",
                         "--linear-augmented", "--batch-size", "16", "--out", str(out)])
     assert rc == 0
     assert seen == [("toy", "train"), ("toy", "test")]  # data.name from the checkpoint config
     res = json.loads(out.read_text())
-    assert res["normalisation"]["mean"] == [0.5, 0.5, 0.5] and "config" in res["normalisation"]["source"]
+    assert res["normalisation"]["mean"] == [0.5, 0.5, 0.5] and "checkpoint" in res["normalisation"]["source"]
+    assert res["knn"]["k"] == 10  # from the config's eval section
     assert res["num_train"] == 64 and res["num_test"] == 32 and res["feature_dim"] == 32
     assert res["knn"]["top1"] >= 90.0 and res["linear"]["top1"] >= 90.0 and res["linear_augmented"]["top1"] >= 80.0
     assert "kNN" in capsys.readouterr().out

@@ -4,7 +4,8 @@ Checkpoint format (written by the trainer with ``torch.save``, read with ``weigh
 a dict with ``"model"`` = the Method's state_dict (keys ``backbone.*``, heads ...; a DDP
 ``module.`` prefix is tolerated) and ``"config"`` = a plain dict holding at least
 ``model.backbone`` and ``model.cifar_stem`` (nested ``{"model": {"backbone": ...}}`` or flat
-dotted keys). Only the backbone is rebuilt, so head hyperparameters do not matter here.
+dotted keys); the trainer also stores the normalisation it used as top-level ``"mean"``/``"std"``.
+Only the backbone is rebuilt, so head hyperparameters do not matter here.
 """
 
 from __future__ import annotations
@@ -64,15 +65,11 @@ def backbone_state_dict(model_state: dict[str, torch.Tensor]) -> dict[str, torch
     return out
 
 
-def load_backbone(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The trained backbone of checkpoint ``path`` (eval mode) and the checkpoint's config.
+def backbone_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
+    """Build the backbone described by ``ckpt["config"]`` and load its ``backbone.*`` weights (eval mode).
 
-    Backbone constructor keywords may be given in ``model.backbone_kwargs`` (a dict) and
-    ``model.width``.
+    Constructor keywords come from ``model.backbone_kwargs`` (a dict) and ``model.width``.
     """
-    ckpt = load_checkpoint_dict(path, map_location)
     config = ckpt["config"]
     name = config_get(config, "model.backbone")
     kwargs = dict(config_get(config, "model.backbone_kwargs", {}) or {})
@@ -83,12 +80,20 @@ def load_backbone(
     state = backbone_state_dict(ckpt["model"])
     if not state:
         keys = list(ckpt["model"])[:5]
-        raise KeyError(f"checkpoint {path}: no 'backbone.*' entries in 'model' (first keys: {keys})")
+        raise KeyError(f"{source}: no 'backbone.*' entries in 'model' (first keys: {keys})")
     try:
         backbone.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"checkpoint {path}: backbone {name!r} does not match the saved weights: {exc}") from exc
-    return backbone.to(map_location).eval(), config
+        raise ValueError(f"{source}: backbone {name!r} does not match the saved weights: {exc}") from exc
+    return backbone.eval()
 
 
-__all__ = ["backbone_state_dict", "config_get", "load_backbone", "load_checkpoint_dict"]
+def load_backbone(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained backbone of checkpoint ``path`` (eval mode, on ``map_location``) and its config."""
+    ckpt = load_checkpoint_dict(path, map_location)
+    return backbone_from_checkpoint(ckpt, f"checkpoint {path}").to(map_location), ckpt["config"]
+
+
+__all__ = ["backbone_from_checkpoint", "backbone_state_dict", "config_get", "load_backbone", "load_checkpoint_dict"]

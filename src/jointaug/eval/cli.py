@@ -1,64 +1,65 @@
 """``jointaug eval CHECKPOINT``: kNN and linear evaluation of a trained backbone.
 
-Loads the checkpoint (see :mod:`jointaug.eval.checkpoint`), the data set's train and test splits
-(``--data``, default the checkpoint's ``data.name``), extracts clean features once, then runs the
-weighted kNN monitor and, on request, the fast linear probe (``--linear``) and/or the augmented
-linear protocol (``--linear-augmented``). Prints a summary and writes JSON (``--out``).
+Mirrors the trainer's own final evaluation (``jointaug.train.trainer``) so the figures agree:
+data set, splits, reader size and limits from the checkpoint's ``data.*`` config (overridable);
+normalisation from the checkpoint's ``mean``/``std`` (what training used); evaluation at the view
+size of the training policy: fixed-size sets at their native size when it equals the view size
+(else resized), variable-size sets resized (shorter side to size/0.875) and centre-cropped.
+Clean features are extracted once; then the weighted kNN monitor and, on request, the fast
+linear probe (``--linear``) and/or the augmented protocol (``--linear-augmented``). Prints a
+summary and writes JSON (``--out``, default ``<checkpoint>.eval.json``).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
-from jointaug.eval.checkpoint import config_get, load_backbone
+from jointaug.eval.checkpoint import backbone_from_checkpoint, config_get, load_checkpoint_dict
 from jointaug.eval.features import IMAGENET_MEAN, IMAGENET_STD, extract_features
 from jointaug.eval.knn import knn_accuracy
 from jointaug.eval.linear import linear_probe, linear_probe_augmented
 
-#: Config keys searched (in order) for the normalisation the model was trained with.
-_MEAN_KEYS = ("aug.mean", "data.mean", "render.mean", "mean")
-_STD_KEYS = ("aug.std", "data.std", "render.std", "std")
-DATASETS = ("cifar10", "cifar100", "stl10", "synthetic", "folder")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``jointaug eval``."""
-    parser.add_argument("checkpoint", help="checkpoint file written by jointaug train")
-    parser.add_argument("--data", default=None,
-                        help=f"data set: {', '.join(DATASETS)} (default: the checkpoint's data.name)")
-    parser.add_argument("--data-dir", default=None, help="data root (archive, folder); default: the checkpoint's")
-    parser.add_argument("--download", action="store_true", help="download the data set if missing")
-    parser.add_argument("--cache-dir", default=None, help="uint8 cache directory")
-    parser.add_argument("--limit-train", type=int, default=None, help="use at most N training images (stratified)")
-    parser.add_argument("--limit-test", type=int, default=None, help="use at most N test images (stratified)")
-    parser.add_argument("--size", type=int, default=None,
-                        help="evaluation size (shorter side resized, centre crop); default: native size")
-    parser.add_argument("--crop-fraction", type=float, default=1.0,
-                        help="resize the shorter side to size/crop_fraction before the centre crop (0.875: ImageNet)")
-    parser.add_argument("--mean", type=float, nargs=3, default=None, help="normalisation mean (default: config's)")
-    parser.add_argument("--std", type=float, nargs=3, default=None, help="normalisation std (default: config's)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=512, help="feature-extraction batch size")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers for variable-size data")
-    parser.add_argument("--no-knn", action="store_true", help="skip the kNN evaluation")
-    parser.add_argument("--knn-k", type=int, default=200)
-    parser.add_argument("--knn-t", type=float, default=0.1, help="kNN temperature")
-    parser.add_argument("--linear", action="store_true", help="fast linear probe on precomputed features")
-    parser.add_argument("--linear-augmented", action="store_true",
-                        help="standard linear protocol (random resized crop + flip, frozen backbone)")
-    parser.add_argument("--linear-epochs", type=int, default=100)
-    parser.add_argument("--linear-lr", type=float, default=0.1)
-    parser.add_argument("--linear-batch-size", type=int, default=256)
-    parser.add_argument("--linear-wd", type=float, default=0.0, help="linear-probe weight decay")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="write the results as JSON here (default: next to the checkpoint)")
+    """Arguments of ``jointaug eval`` (data options default to the checkpoint's config)."""
+    parser.add_argument("checkpoint", help="checkpoint file written by jointaug train (e.g. <run>/checkpoints/last.pt)")
+    g = parser.add_argument_group("data (default: as in training)")
+    g.add_argument("--data", default=None, help="data-set name (cifar10, stl10, folder ...)")
+    g.add_argument("--data-dir", default=None, help="data root (archive or folder)")
+    g.add_argument("--download", action="store_true", help="download the data set if missing")
+    g.add_argument("--cache-dir", default=None, help="uint8 cache directory")
+    g.add_argument("--train-split", default=None, help="labelled split for kNN/linear training")
+    g.add_argument("--test-split", default=None, help="evaluation split")
+    g.add_argument("--limit-train", type=int, default=None, help="at most N training images (default: data.limit)")
+    g.add_argument("--limit-test", type=int, default=None, help="at most N test images (default: data.test_limit)")
+    g.add_argument("--size", type=int, default=None, help="evaluation size (default: the training view size)")
+    g.add_argument("--crop-fraction", type=float, default=None,
+                   help="variable-size images: shorter side to size/crop_fraction, centre crop (default 0.875)")
+    g.add_argument("--mean", type=float, nargs=3, default=None, help="normalisation mean (default: training's)")
+    g.add_argument("--std", type=float, nargs=3, default=None, help="normalisation std (default: training's)")
+    r = parser.add_argument_group("evaluation")
+    r.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda when available)")
+    r.add_argument("--batch-size", type=int, default=512, help="feature-extraction batch size")
+    r.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (variable-size data)")
+    r.add_argument("--no-knn", action="store_true", help="skip the kNN evaluation")
+    r.add_argument("--knn-k", type=int, default=None, help="default: the config's eval.knn_k, else 200")
+    r.add_argument("--knn-t", type=float, default=None, help="kNN temperature (default: eval.knn_t, else 0.1)")
+    r.add_argument("--linear", action="store_true", help="fast linear probe on precomputed clean features")
+    r.add_argument("--linear-augmented", action="store_true",
+                   help="standard linear protocol (random resized crop + flip, frozen backbone)")
+    r.add_argument("--linear-epochs", type=int, default=None, help="default: eval.linear_epochs, else 100")
+    r.add_argument("--linear-lr", type=float, default=None, help="default: eval.linear_lr, else 0.1")
+    r.add_argument("--linear-batch-size", type=int, default=None, help="default: eval.linear_batch_size, else 256")
+    r.add_argument("--linear-wd", type=float, default=None, help="default: eval.linear_weight_decay, else 0")
+    r.add_argument("--seed", type=int, default=None, help="linear-probe seed (default: train.seed, else 0)")
+    r.add_argument("--out", default=None, help="JSON results file (default: <checkpoint>.eval.json)")
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -70,102 +71,122 @@ def _resolve_device(name: str) -> torch.device:
     return dev
 
 
-def _norm_stats(config: dict[str, Any], args: argparse.Namespace) -> tuple[list[float], list[float], str]:
-    mean, std, source = args.mean, args.std, "command line"
-    if mean is None or std is None:
-        for mk, sk in zip(_MEAN_KEYS, _STD_KEYS):
-            m, s = config_get(config, mk, None), config_get(config, sk, None)
-            if m is not None and s is not None:
-                mean, std, source = (mean or list(m)), (std or list(s)), f"checkpoint config ({mk}, {sk})"
-                break
-    if mean is None or std is None:
-        mean, std, source = (mean or list(IMAGENET_MEAN)), (std or list(IMAGENET_STD)), "ImageNet default"
+def _norm_stats(ckpt: dict[str, Any], args: argparse.Namespace) -> tuple[list[float], list[float], str]:
+    config = ckpt["config"]
+    candidates = [
+        (args.mean, args.std, "command line"),
+        (ckpt.get("mean"), ckpt.get("std"), "checkpoint (training normalisation)"),
+        (config_get(config, "data.mean", None), config_get(config, "data.std", None), "checkpoint config data.*"),
+        (IMAGENET_MEAN, IMAGENET_STD, "ImageNet default"),
+    ]
+    mean, std, source = next((m, s, src) for m, s, src in candidates if m is not None and s is not None)
+    mean, std = [float(x) for x in mean], [float(x) for x in std]
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise ValueError(f"normalisation needs 3 means and 3 positive stds, got mean={mean}, std={std}")
-    return [float(x) for x in mean], [float(x) for x in std], source
+        raise ValueError(f"normalisation needs 3 means and 3 positive stds, got mean={mean}, std={std} ({source})")
+    return mean, std, source
 
 
-def build_split(name: str, split: str, *, root: str | None = None, download: bool = False, size: int | None = None,
-                cache_dir: str | None = None, limit: int | None = None) -> Any:
-    """One split of a data set by name, through ``jointaug.data`` (its ``build_dataset`` when it has one)."""
-    import jointaug.data as data
+def _view_size(config: dict[str, Any]) -> int | None:
+    """The training policy's view size (rebuilt from the config), else ``aug.size``, else None."""
+    try:
+        from omegaconf import OmegaConf
 
-    opts = {"root": root, "download": download, "size": size, "cache_dir": cache_dir, "limit": limit}
-    builder = getattr(data, "build_dataset", None)
-    if builder is not None:
-        accepted = inspect.signature(builder).parameters
-        return builder(name, split, **{k: v for k, v in opts.items() if k in accepted})
-    if name in ("cifar10", "cifar100"):
-        from jointaug.data.cifar import build_cifar
-        return build_cifar(name, split, **opts)
-    if name == "stl10":
-        from jointaug.data.stl10 import build_stl10
-        return build_stl10(split, **opts)
-    if name == "synthetic":
-        from jointaug.data.synthetic import build_synthetic
-        return build_synthetic(split, size=size, cache_dir=cache_dir, limit=limit)
-    if name == "folder":
-        from jointaug.data.folder import build_folder
-        return build_folder(name, split, root=root, size=size, cache_dir=cache_dir, limit=limit)
-    raise ValueError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+        from jointaug.config import build_policy
+
+        return int(build_policy(OmegaConf.create(config)).out_hw[0][0])
+    except Exception:  # noqa: BLE001 - older/foreign configs: fall back on the explicit size
+        size = config_get(config, "aug.size", None)
+        return None if size is None else int(size)
 
 
-def _labelled(feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    keep = labels >= 0  # STL-10 "unlabeled" images carry -1
+def build_split(name: str, split: str, **kw: Any) -> Any:
+    """One split of a data set, through ``jointaug.data.datasets.build_dataset`` (None options dropped)."""
+    from jointaug.data.datasets import build_dataset
+
+    return build_dataset(name, split, **{k: v for k, v in kw.items() if v is not None})
+
+
+def _features(backbone: nn.Module, ds: Any, size: int | None, crop_fraction: float | None,
+              common: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """Clean features and labels of a data set, as the trainer computes them (unlabelled images dropped)."""
+    fixed = getattr(ds, "fixed_size", None)
+    images = getattr(ds, "images", None)
+    if fixed is not None and isinstance(images, Tensor):
+        eval_size = None if size is None or tuple(fixed) == (size, size) else size
+        feats = extract_features(backbone, images, size=eval_size, crop_fraction=crop_fraction or 1.0, **common)
+        labels = torch.as_tensor(ds.labels).long()
+    else:
+        feats, labels = extract_features(backbone, ds, size=size, return_labels=True,
+                                         crop_fraction=0.875 if crop_fraction is None else crop_fraction, **common)
+        if labels is None:
+            raise ValueError(f"data set {getattr(ds, 'name', ds)!r} does not yield (image, label) items")
+    keep = labels >= 0  # unlabelled images (label -1) cannot vote or be scored
     return feats[keep], labels[keep]
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the evaluation; returns 0."""
     device = _resolve_device(args.device)
-    backbone, config = load_backbone(args.checkpoint, map_location=device)
-    data_name = args.data or config_get(config, "data.name", None)
+    ckpt = load_checkpoint_dict(args.checkpoint, map_location="cpu")
+    config = ckpt["config"]
+    backbone = backbone_from_checkpoint(ckpt, f"checkpoint {args.checkpoint}").to(device)
+
+    def opt(value: Any, key: str, default: Any = None) -> Any:
+        return value if value is not None else config_get(config, key, default)
+
+    data_name = opt(args.data, "data.name")
     if data_name is None:
         raise ValueError("no data set: pass --data (the checkpoint's config has no data.name)")
-    root = args.data_dir or config_get(config, "data.root", None)
-    mean, std, norm_source = _norm_stats(config, args)
+    mean, std, norm_source = _norm_stats(ckpt, args)
+    size = args.size if args.size is not None else _view_size(config)
+    read = dict(root=opt(args.data_dir, "data.root"), download=args.download or None,
+                size=config_get(config, "data.size", None), on_error=config_get(config, "data.on_error", None),
+                cache_dir=opt(args.cache_dir, "data.cache_dir"))
+    train_split, test_split = opt(args.train_split, "data.eval_train_split", "train"), opt(
+        args.test_split, "data.test_split", "test")
+    seed = int(opt(args.seed, "train.seed", 0))
+    knn_k, knn_t = int(opt(args.knn_k, "eval.knn_k", 200)), float(opt(args.knn_t, "eval.knn_t", 0.1))
+    lin = dict(epochs=int(opt(args.linear_epochs, "eval.linear_epochs", 100)),
+               lr=float(opt(args.linear_lr, "eval.linear_lr", 0.1)),
+               batch_size=int(opt(args.linear_batch_size, "eval.linear_batch_size", 256)),
+               weight_decay=float(opt(args.linear_wd, "eval.linear_weight_decay", 0.0)))
     results: dict[str, Any] = {
-        "checkpoint": str(args.checkpoint), "data": data_name, "device": str(device),
-        "backbone": config_get(config, "model.backbone"), "method": config_get(config, "method.name", None),
-        "normalisation": {"mean": mean, "std": std, "source": norm_source}, "size": args.size,
+        "checkpoint": str(args.checkpoint), "data": data_name, "train_split": train_split, "test_split": test_split,
+        "device": str(device), "backbone": config_get(config, "model.backbone"),
+        "method": config_get(config, "method.name", None), "epoch": ckpt.get("epoch"), "eval_size": size,
+        "normalisation": {"mean": mean, "std": std, "source": norm_source},
     }
-    print(f"jointaug eval: {args.checkpoint} ({results['method']}, {results['backbone']}) on {data_name}, "
-          f"device {device}; normalisation from {norm_source}")
-    common = {"root": root, "download": args.download, "cache_dir": args.cache_dir}
-    train_ds = build_split(data_name, "train", limit=args.limit_train, **common)
-    test_ds = build_split(data_name, "test", limit=args.limit_test, **common)
+    print(f"jointaug eval: {args.checkpoint} ({results['method']}, {results['backbone']}, epoch {ckpt.get('epoch')}) "
+          f"on {data_name} {train_split}/{test_split}, size {size}, device {device}; normalisation: {norm_source}")
+    train_ds = build_split(data_name, train_split, limit=opt(args.limit_train, "data.limit"), **read)
+    test_ds = build_split(data_name, test_split, limit=opt(args.limit_test, "data.test_limit"), **read)
     num_classes = getattr(train_ds, "num_classes", None)
 
     t0 = time.perf_counter()
-    feat_kw = dict(batch_size=args.batch_size, device=device, mean=mean, std=std, size=args.size,
-                   crop_fraction=args.crop_fraction, num_workers=args.num_workers, return_labels=True)
-    xtr, ytr = extract_features(backbone, train_ds, **feat_kw)
-    xte, yte = extract_features(backbone, test_ds, **feat_kw)
-    if ytr is None or yte is None:
-        raise ValueError(f"data set {data_name!r} does not yield (image, label) items")
-    xtr, ytr = _labelled(xtr, ytr)
-    xte, yte = _labelled(xte, yte)
+    common = dict(batch_size=args.batch_size, device=device, mean=mean, std=std, num_workers=args.num_workers)
+    xtr, ytr = _features(backbone, train_ds, size, args.crop_fraction, common)
+    xte, yte = _features(backbone, test_ds, size, args.crop_fraction, common)
     results.update(num_train=int(xtr.shape[0]), num_test=int(xte.shape[0]), feature_dim=int(xtr.shape[1]),
                    feature_seconds=round(time.perf_counter() - t0, 2))
     print(f"  features: train {tuple(xtr.shape)}, test {tuple(xte.shape)} in {results['feature_seconds']} s")
 
     if not args.no_knn:
-        acc = knn_accuracy(xtr.to(device), ytr, xte.to(device), yte, k=args.knn_k, temperature=args.knn_t,
-                           num_classes=num_classes)
-        results["knn"] = {"top1": acc, "k": args.knn_k, "temperature": args.knn_t}
-        print(f"  kNN (k={args.knn_k}, T={args.knn_t}): top-1 {acc:.2f}%")
-    lin_kw = dict(epochs=args.linear_epochs, lr=args.linear_lr, batch_size=args.linear_batch_size,
-                  weight_decay=args.linear_wd, num_classes=num_classes, device=device, seed=args.seed)
+        acc = knn_accuracy(xtr.to(device), ytr.to(device), xte.to(device), yte.to(device), k=knn_k,
+                           temperature=knn_t, num_classes=num_classes)
+        results["knn"] = {"top1": acc, "k": knn_k, "temperature": knn_t}
+        print(f"  kNN (k={knn_k}, T={knn_t}): top-1 {acc:.2f}%")
     if args.linear:
-        res = linear_probe(xtr, ytr, xte, yte, **lin_kw)
-        results["linear"] = dict(res, epochs=args.linear_epochs, lr=args.linear_lr)
-        print(f"  linear probe (features, {args.linear_epochs} epochs): top-1 {res['top1']:.2f}%, "
+        res = linear_probe(xtr, ytr, xte, yte, num_classes=num_classes, device=device, seed=seed, **lin)
+        results["linear"] = dict(res, **lin)
+        print(f"  linear probe (clean features, {lin['epochs']} epochs): top-1 {res['top1']:.2f}%, "
               f"top-5 {res['top5']:.2f}%")
     if args.linear_augmented:
-        res = linear_probe_augmented(backbone, train_ds, test_ds, mean=mean, std=std, size=args.size,
-                                     crop_fraction=args.crop_fraction, num_workers=args.num_workers, **lin_kw)
-        results["linear_augmented"] = dict(res, epochs=args.linear_epochs, lr=args.linear_lr)
-        print(f"  linear probe (augmented, {args.linear_epochs} epochs): top-1 {res['top1']:.2f}%, "
+        crop_fraction = args.crop_fraction or (1.0 if getattr(test_ds, "fixed_size", None) else 0.875)
+        res = linear_probe_augmented(backbone, train_ds, test_ds, mean=mean, std=std, size=size,
+                                     crop_fraction=crop_fraction, num_workers=args.num_workers,
+                                     num_classes=num_classes, device=device, seed=seed, **lin)
+        results["linear_augmented"] = dict(res, **lin)
+        print(f"  linear probe (augmented, {lin['epochs']} epochs): top-1 {res['top1']:.2f}%, "
               f"top-5 {res['top5']:.2f}%")
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(".eval.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,4 +195,4 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["DATASETS", "add_arguments", "build_split", "main"]
+__all__ = ["add_arguments", "build_split", "main"]
