@@ -142,16 +142,17 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
         if not (self.training and self._group_size() > 1):
             return super().forward(input)
         self._check_input_dim(input)
-        dims = [0, *range(2, input.dim())]
-        shape = [1, -1] + [1] * (input.dim() - 2)
-        count = torch.tensor([input.numel() / input.shape[1]], dtype=input.dtype, device=input.device)
+        x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input  # statistics in fp32
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
         total = _group_sum(count, self.process_group)
-        mean = _group_sum(input.sum(dims), self.process_group, grad=True) / total
-        centred = input - mean.view(shape)
+        mean = _group_sum(x.sum(dims), self.process_group, grad=True) / total
+        centred = x - mean.view(shape)
         var = _group_sum(centred.pow(2).sum(dims), self.process_group, grad=True) / total
         out = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
+            out = out * self.weight.view(shape).to(x.dtype) + self.bias.view(shape).to(x.dtype)
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -160,7 +161,7 @@ class AllReduceBatchNorm(nn.modules.batchnorm._BatchNorm):
                 unbiased = var.detach() * (n / max(n - 1.0, 1.0))
                 self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
                 self.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
-        return out
+        return out.to(input.dtype)
 
 
 def _group_sum(x: Tensor, group, grad: bool = False) -> Tensor:
