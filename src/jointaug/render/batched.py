@@ -1,0 +1,580 @@
+"""Batched view renderer: all views of a batch of images in a few tensor operations, CPU or CUDA.
+
+Per view, crop + resize (+ flip) is a separable linear map: one interpolation matrix per axis (rows:
+output pixels, columns: source pixels, antialiased when shrinking; :mod:`jointaug.render.kernels`).
+The renderer applies it as two batched matrix products per group of equal-size views, the
+vertical one on all views of an image at once (their matrices stacked), in chunks of images that
+stay in cache. Then the photometric stage:
+
+- ``mode="fast"``: Gaussian blur is folded into the interpolation matrices (blur is linear and, in
+  this mode, commutes with the colour map); colour jitter + grayscale is one 3x3 matrix and offset
+  per view (hue = rotation about the gray axis, contrast's mean from the view's channel means,
+  composed in the sampled order), then one clamp, solarize and normalisation.
+- ``mode="exact"``: torchvision's semantics (see :mod:`jointaug.render.reference`): colour ops in
+  the sampled order, HSV hue, a clamp after each op, vectorised by looping over the four order
+  positions and applying each op to the views that have it there; grayscale; blur as two matrix
+  products on the blurred views; solarize; normalisation.
+
+Inputs: uint8 (0..255) or float (0..1) images. One-channel images are rendered as gray RGB
+(the three channels equal); four-channel images lose their alpha channel (like PIL's
+``convert("RGB")``, no compositing). Any other channel count is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..sampling.params import ViewParams
+from .color import fast_color_matrices, gray, shift_hue
+from .kernels import (
+    BLUR_RULES,
+    blur_after_taps,
+    blur_kernel_size,
+    blur_matrices,
+    colsum_from_taps,
+    crop_index,
+    crop_table,
+    dense_from_taps,
+    gaussian_taps,
+    item_major,
+    resize_taps,
+    table_fits,
+)
+
+MODES = ("fast", "exact")
+SOLARIZE_THRESHOLD = 128 / 255
+#: working-set target of one chunk (bytes): large enough to amortise per-op overheads on CPU (about
+#: 128 images at 32 px), much larger on GPU
+CPU_CHUNK_BYTES = 16 << 20
+GPU_CHUNK_BYTES = 1 << 30
+
+
+@dataclass
+class _Settings:
+    mode: str
+    mean: Tensor | None  # [1, 3, 1] on the device
+    istd: Tensor | None  # 1 / std, [1, 3, 1]
+    rule: str
+    out_dtype: torch.dtype
+    chunk_size: int | None
+
+
+def _settings(mode: str, mean, std, blur_kernel: str, out_dtype, chunk_size, device) -> _Settings:
+    if mode not in MODES:
+        raise ValueError(f"render mode must be one of {MODES}, got {mode!r}")
+    if blur_kernel not in BLUR_RULES:
+        raise ValueError(f"blur_kernel must be one of {BLUR_RULES}, got {blur_kernel!r}")
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std for normalisation, or neither")
+    if not (isinstance(out_dtype, torch.dtype) and out_dtype.is_floating_point):
+        raise ValueError(f"out_dtype must be a floating torch dtype, got {out_dtype!r}")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    m = istd = None
+    if mean is not None:
+        mean_t = torch.as_tensor(mean, dtype=torch.float64).flatten()
+        std_t = torch.as_tensor(std, dtype=torch.float64).flatten()
+        if mean_t.numel() == 1:
+            mean_t = mean_t.expand(3)
+        if std_t.numel() == 1:
+            std_t = std_t.expand(3)
+        if mean_t.numel() != 3 or std_t.numel() != 3:
+            raise ValueError(f"mean and std need 1 or 3 values, got mean={mean!r} std={std!r}")
+        if bool((std_t <= 0).any()):
+            raise ValueError(f"normalisation std must be positive, got {std!r}")
+        m = mean_t.float().view(1, 3, 1).to(device)
+        istd = (1.0 / std_t).float().view(1, 3, 1).to(device)
+    return _Settings(mode, m, istd, blur_kernel, out_dtype, chunk_size)
+
+
+def _check_params(params: ViewParams, n: int) -> None:
+    if not isinstance(params, ViewParams):
+        raise TypeError(f"params must be a ViewParams, got {type(params).__name__}")
+    if params.num_images != n:
+        raise ValueError(f"params describe {params.num_images} images but {n} images were given")
+    if len(params.out_hw) != params.num_views:
+        raise ValueError(f"params.out_hw has {len(params.out_hw)} sizes for {params.num_views} views")
+    for v, (h, w) in enumerate(params.out_hw):
+        if int(h) < 1 or int(w) < 1:
+            raise ValueError(f"view {v} has output size {(h, w)}: sides must be positive")
+    order = params.color_order
+    if order.numel() and not torch.equal(order.sort(dim=-1).values.cpu(), torch.arange(4).expand_as(order)):
+        raise ValueError("params.color_order must hold a permutation of 0..3 for every view")
+    if params.box.numel():
+        wh = torch.round(params.box[..., 2:]).min()
+        if float(wh) < 1:
+            raise ValueError(f"crop boxes need width and height >= 1 pixel, got {float(wh)}")
+
+
+def _view_groups(out_hw: list[tuple[int, int]]) -> list[tuple[tuple[int, int], list[int]]]:
+    """Views grouped by output size, in first-appearance order."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for v, hw in enumerate(out_hw):
+        groups.setdefault((int(hw[0]), int(hw[1])), []).append(v)
+    return list(groups.items())
+
+
+def _as_rgb_channels(images: Tensor) -> Tensor:
+    """Keep 1 channel (rendered as gray) or 3; drop the alpha of 4-channel images."""
+    c = images.shape[-3]
+    if c in (1, 3):
+        return images
+    if c == 4:
+        return images[..., :3, :, :]
+    raise ValueError(f"images must have 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {c}")
+
+
+def _check_images_dtype(images: Tensor) -> None:
+    if images.dtype != torch.uint8 and not images.dtype.is_floating_point:
+        raise ValueError(f"images must be uint8 (0..255) or float (0..1), got dtype {images.dtype}")
+
+
+# ---------------------------------------------------------------------------------------------- plans
+class _Axis:
+    """One axis (vertical or horizontal) of a group's crop + resize (+ flip) (+ blur) matrices."""
+
+    def dense(self, it: slice | Tensor, src_len: int) -> Tensor:  # [items, n, src_len]
+        raise NotImplementedError
+
+    def colsum(self, it: slice | Tensor, src_len: int) -> Tensor:  # [items, src_len], un-blurred, / n
+        raise NotImplementedError
+
+
+class _TableAxis(_Axis):
+    """Small sources: matrices looked up in a cached table of every crop; blur composed per chunk."""
+
+    def __init__(self, offset: Tensor, length: Tensor, flip: Tensor | None, n: int, src_len: int, scale: float,
+                 blur: Tensor | None, sigma: Tensor, rule: str) -> None:
+        self.T, self.CS = crop_table(src_len, n, scale, offset.device)
+        self.idx = crop_index(offset, length, flip, src_len)
+        self.cidx = crop_index(offset, length, None, src_len)
+        self.n, self.blur, self.sigma, self.rule = n, blur, sigma, rule
+
+    def dense(self, it, src_len):
+        a = self.T.index_select(0, self.idx[it])  # [items, n, S]
+        if self.blur is not None:
+            sel = _subset(self.blur[it])
+            if sel is not None:
+                a[sel] = torch.bmm(blur_matrices(self.sigma[it][sel], self.n, self.rule), a[sel])
+        return a
+
+    def colsum(self, it, src_len):
+        return self.CS.index_select(0, self.cidx[it])
+
+
+class _TapAxis(_Axis):
+    """Any source: item-major taps built for the whole batch (blur folded in when asked)."""
+
+    def __init__(self, offset: Tensor, length: Tensor, flip: Tensor | None, n: int, src_len: Tensor,
+                 scale: float, blur: Tensor | None, sigma: Tensor, rule: str, want_mean: bool) -> None:
+        col, w = resize_taps(offset, length, n, src_len, flip)
+        self.mean = item_major(col, w * (scale / n), src_len, with_rows=False) if want_mean else None
+        if blur is not None and bool(blur.any()):
+            s = torch.where(blur, sigma, torch.ones_like(sigma)).double()
+            ks = torch.where(blur, blur_kernel_size(n, s, rule), 1)  # one tap: no blur
+            col, w = blur_after_taps(col, w, gaussian_taps(s, ks))
+        self.pos, self.w = item_major(col, w * scale if scale != 1.0 else w, src_len)
+        self.n = n
+
+    def dense(self, it, src_len):
+        return dense_from_taps(self.pos[it], self.w[it], self.n, src_len)
+
+    def colsum(self, it, src_len):
+        return colsum_from_taps(self.mean[0][it], self.mean[1][it], src_len)
+
+
+@dataclass
+class _Plan:
+    """What one group of equal-size views needs, for all N images (items M = N * Vg, image-major)."""
+
+    views: list[int]
+    oh: int
+    ow: int
+    y: _Axis  # vertical matrices (input scale folded in)
+    x: _Axis  # horizontal matrices (flip folded in)
+    blur: Tensor  # [M] bool
+    sigma: Tensor  # [M] float32
+    A: Tensor | None  # [M, 3, 4] float32 fast colour map: 3x3 matrix, constant column (normalisation folded in)
+    K: Tensor | None  # [M, 3, 3] float32 contrast-offset matrix (times the channel means)
+    solarize: Tensor  # [M] bool
+    any_solarize: bool
+
+
+def _group_field(params: ViewParams, name: str, views: list[int], device) -> Tensor:
+    t = getattr(params, name)[:, views]
+    return t.reshape(-1, *t.shape[2:]).to(device)
+
+
+def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings, device,
+          src_hw: tuple[int, int] | None = None, scale: float = 1.0) -> _Plan:
+    """Interpolation matrices (and fast-mode colour maps) of every image and view of the group.
+
+    ``src_hw``: the common source size of a fixed-size batch (None: sizes from ``image_hw``);
+    ``scale`` multiplies the input (1/255 for uint8) and is folded into the vertical matrices.
+    """
+    vg = len(views)
+    fast = st.mode == "fast"
+    box = torch.round(_group_field(params, "box", views, device).double()).long()  # [M, 4]
+    hw = params.image_hw.to(device).long().repeat_interleave(vg, dim=0)  # [M, 2]
+    flip = _group_field(params, "flip", views, device)
+    blur = _group_field(params, "blur_apply", views, device)
+    sigma = _group_field(params, "blur_sigma", views, device).float()
+    solarize = _group_field(params, "solarize", views, device)
+    fold = blur if fast else None  # fast mode folds the blur into the matrices
+
+    def axis(off: Tensor, length: Tensor, f: Tensor | None, n: int, side: int | None, src: Tensor, sc: float):
+        if side is not None and table_fits(side, n) and bool(((off >= 0) & (off + length <= side)).all()):
+            return _TableAxis(off, length, f, n, side, sc, fold, sigma, st.rule)
+        return _TapAxis(off, length, f, n, src, sc, fold, sigma, st.rule, fast)
+
+    sh, sw = (src_hw if src_hw is not None else (None, None))
+    y = axis(box[:, 1], box[:, 3], None, oh, sh, hw[:, 0], scale)
+    x = axis(box[:, 0], box[:, 2], flip, ow, sw, hw[:, 1], 1.0)
+    A = K = None
+    if fast:
+        g = {k: _group_field(params, k, views, device) for k in
+             ("brightness", "contrast", "saturation", "hue", "color_order", "color_apply", "gray")}
+        A64, K64 = fast_color_matrices(g["brightness"], g["contrast"], g["saturation"], g["hue"],
+                                       g["color_order"], g["color_apply"], g["gray"])
+        const = torch.zeros(A64.shape[0], 3, 1, dtype=torch.float64, device=device)
+        if st.mean is not None:  # fold the normalisation into the colour map
+            istd = st.istd.view(1, 3, 1).double()
+            A64, K64 = A64 * istd, K64 * istd
+            const = const - (st.mean * st.istd).view(1, 3, 1).double()
+        A, K = torch.cat((A64, const), dim=2).float(), K64.float()
+    return _Plan(views, oh, ow, y, x, blur, sigma, A, K, solarize, bool(solarize.any()))
+
+
+def _items(rows: slice | Tensor, vg: int) -> slice | Tensor:
+    """Item indices (image-major, view-minor) of the images ``rows`` (a slice or an index tensor)."""
+    if isinstance(rows, slice):
+        return slice(rows.start * vg, rows.stop * vg)
+    return (rows[:, None] * vg + torch.arange(vg, device=rows.device)).reshape(-1)
+
+
+def _subset(mask: Tensor) -> Tensor | None:
+    """Indices where ``mask`` holds (None when nowhere)."""
+    idx = mask.nonzero().squeeze(1)
+    return idx if idx.numel() else None
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+def _geometry(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _Settings
+              ) -> tuple[list[Tensor], Tensor | None]:
+    """Crop + resize (+ flip, + blur in fast mode) of images ``x`` [k, C, H, W] for the plan's views.
+
+    ``rows`` selects the plan's images. Returns per view a tensor [k, oh, C, ow] (rows, channels,
+    columns) and, in fast mode, the channel means [k * Vg, C, 1] of the un-blurred views.
+    ``scale`` multiplies the input on top of what the plan folded in (list path: 1/255 for uint8).
+    """
+    k, C, H, W = x.shape
+    vg, oh, ow = len(plan.views), plan.oh, plan.ow
+    it = _items(rows, vg)
+    xh = x.permute(0, 2, 1, 3).to(torch.float32, memory_format=torch.contiguous_format)  # [k, H, C, W]
+    ay = plan.y.dense(it, H)  # [k*vg, oh, H]
+    if scale != 1.0:
+        ay = ay * scale
+    ax = plan.x.dense(it, W)  # [k*vg, ow, W]
+    m = None
+    if st.mode == "fast":
+        csy, csx = plan.y.colsum(it, H), plan.x.colsum(it, W)
+        q = torch.bmm(csy.view(k, vg, H), xh.view(k, H, C * W))  # [k, vg, C*W]
+        if scale != 1.0:
+            q = q * scale
+        m = torch.bmm(q.view(k * vg, C, W), csx.reshape(k * vg, W, 1))  # [k*vg, C, 1]
+    t = torch.bmm(ay.view(k, vg * oh, H), xh.view(k, H, C * W))  # [k, vg*oh, C*W]
+    ax = ax.view(k, vg, ow, W)
+    ys = [torch.bmm(t[:, v * oh:(v + 1) * oh].reshape(k, oh * C, W), ax[:, v].transpose(1, 2)).view(k, oh, C, ow)
+          for v in range(vg)]
+    return ys, m
+
+
+# ---------------------------------------------------------------------------------------------- photometric
+def _clamp_(y: Tensor, st: _Settings) -> None:
+    """Clamp ``y`` [k, 3, P] to the image of [0, 1] (per channel when normalising)."""
+    if st.mean is None:
+        y.clamp_(0.0, 1.0)
+        return
+    lo = (-st.mean * st.istd).flatten().tolist()
+    hi = ((1.0 - st.mean) * st.istd).flatten().tolist()
+    for c in range(3):
+        y[:, c].clamp_(lo[c], hi[c])
+
+
+def _solarize_(y: Tensor, sel: Tensor | None, st: _Settings) -> None:
+    """Solarize the items ``sel`` of ``y`` [k, 3, P] (values >= 128/255 -> 1 - value), in the
+    normalised space when normalising; branch-free (``floor`` gives the 0/1 step)."""
+    if sel is None:
+        return
+    sub = y[sel]
+    if st.mean is None:
+        raw = sub
+    else:
+        raw = sub * (1.0 / st.istd) + st.mean  # back to [0, 1]
+    step = torch.floor(raw - SOLARIZE_THRESHOLD + 1.0).clamp_(0.0, 1.0)  # 1 where raw >= threshold
+    raw = raw + step * (1.0 - 2.0 * raw)
+    y[sel] = raw if st.mean is None else (raw - st.mean) * st.istd
+
+
+def _photometric_fast(ys: list[Tensor], m: Tensor, plan: _Plan, rows: slice, outs: list[Tensor],
+                      st: _Settings) -> None:
+    """One 3x4 map per view (colour, grayscale, contrast offset, normalisation), then clamp, solarize."""
+    vg = len(plan.views)
+    k, oh, C, ow = ys[0].shape
+    P = oh * ow
+    it = _items(rows, vg)
+    off = torch.bmm(plan.K[it], m.expand(k * vg, 3, 1) if C == 1 else m)  # [k*vg, 3, 1]
+    amap = plan.A[it].clone()
+    amap[:, :, 3:] += off
+    if C == 1:  # gray input: the three channels are equal
+        amap = torch.cat((amap[:, :, :3].sum(dim=2, keepdim=True), amap[:, :, 3:]), dim=2)
+    amap = amap.view(k, vg, 3, C + 1)
+    # the source gets a row of ones: the constant column rides in the same product
+    src = torch.empty(k, C + 1, P, dtype=torch.float32, device=ys[0].device)
+    src[:, C].fill_(1.0)
+    sol = plan.solarize[it].view(k, vg) if plan.any_solarize else None
+    for v, (y, out) in enumerate(zip(ys, outs)):
+        src[:, :C].view(k, C, oh, ow).copy_(y.permute(0, 2, 1, 3))
+        res = out.view(k, 3, P)
+        torch.bmm(amap[:, v], src, out=res)
+        _clamp_(res, st)
+        if sol is not None:
+            _solarize_(res, _subset(sol[:, v]), st)
+
+
+def _normalize_(y: Tensor, st: _Settings) -> None:
+    if st.mean is not None:
+        y.sub_(st.mean).mul_(st.istd)
+
+
+def _jitter_block_(x: Tensor, op: int, f: Tensor) -> None:
+    """Exact colour op ``op`` (COLOR_OPS order) with per-item factors ``f``, in place on x [c, 3, H, W]."""
+    f = f.view(-1, 1, 1, 1)
+    if op == 0:  # brightness
+        x.mul_(f)
+    elif op == 1:  # contrast: blend with the mean luma
+        mean = gray(x).mean(dim=(1, 2, 3), keepdim=True)
+        x.mul_(f).add_(mean * (1.0 - f))
+    elif op == 2:  # saturation: blend with the luma image
+        g = gray(x).mul_(1.0 - f)
+        x.mul_(f).add_(g)
+    else:  # hue
+        x.copy_(shift_hue(x, f.view(-1)))
+    x.clamp_(0.0, 1.0)
+
+
+def _color_jitter_exact_(work: Tensor, apply: Tensor, order: Tensor, factors: list[Tensor]) -> Tensor:
+    """Colour jitter of every item in its own op order, each op clamped (torchvision semantics).
+
+    Vectorised over the four order positions: at each position the items are regrouped by the op
+    they apply there (one gather), and each op runs once on its contiguous block. Returns the
+    items in their original order.
+    """
+    m = work.shape[0]
+    dev = work.device
+    code = torch.where(apply[:, None], order, torch.full_like(order, 4))  # 4: no jitter
+    cur = torch.arange(m, device=dev)  # item held in each row of ``work``
+    for pos in range(4):
+        ops = code[cur, pos]
+        perm = torch.argsort(ops, stable=True)
+        counts = torch.bincount(ops, minlength=5).tolist()
+        if counts[4] == m:
+            break
+        work = work.index_select(0, perm)
+        cur = cur[perm]
+        start = 0
+        for op in range(4):
+            c = counts[op]
+            if c:
+                _jitter_block_(work[start:start + c], op, factors[op][cur[start:start + c]])
+            start += c
+    return work.index_select(0, torch.argsort(cur))
+
+
+def _photometric_exact(ys: list[Tensor], plan: _Plan, params: ViewParams, rows: slice, outs: list[Tensor],
+                       st: _Settings) -> None:
+    vg, oh, ow = len(plan.views), plan.oh, plan.ow
+    k = ys[0].shape[0]
+    dev = ys[0].device
+    it = _items(rows, vg)
+    work = torch.empty(k, vg, 3, oh, ow, dtype=torch.float32, device=dev)
+    for v, y in enumerate(ys):
+        work[:, v].copy_(y.permute(0, 2, 1, 3).expand(k, 3, oh, ow))
+    work = work.view(k * vg, 3, oh, ow)
+
+    def field(name: str) -> Tensor:
+        t = getattr(params, name)[rows][:, plan.views]
+        return t.reshape(k * vg, *t.shape[2:]).to(dev)
+
+    apply = field("color_apply")
+    if bool(apply.any()):
+        factors = [field(n).float() for n in ("brightness", "contrast", "saturation", "hue")]
+        work = _color_jitter_exact_(work, apply, field("color_order"), factors)
+    sel = _subset(field("gray"))
+    if sel is not None:
+        work[sel] = gray(work[sel]).expand(-1, 3, oh, ow)
+    sel = _subset(plan.blur[it])
+    if sel is not None:
+        sigma = plan.sigma[it][sel]
+        by = blur_matrices(sigma, oh, st.rule)
+        bxt = blur_matrices(sigma, ow, st.rule).transpose(1, 2)
+        sub = torch.bmm(work[sel].view(-1, 3 * oh, ow), bxt).view(-1, 3, oh, ow)
+        work[sel] = torch.matmul(by.unsqueeze(1), sub)
+    work = work.view(k, vg, 3, oh * ow)
+    sol = plan.solarize[it].view(k, vg) if plan.any_solarize else None
+    for v, out in enumerate(outs):
+        res = out.view(k, 3, oh * ow)
+        res.copy_(work[:, v])
+        if sol is not None:
+            _solarize_(res, _subset(sol[:, v]), _Settings("exact", None, None, st.rule, st.out_dtype, None))
+        _normalize_(res, st)
+
+
+def _photometric(ys: list[Tensor], m: Tensor | None, plan: _Plan, params: ViewParams, rows: slice,
+                 outs: list[Tensor], st: _Settings) -> None:
+    """Colour, grayscale, (exact: blur), solarize and normalise the views of images ``rows``."""
+    o = [outs[v][rows] for v in plan.views]
+    tmp = [t if t.dtype == torch.float32 else torch.empty(t.shape, device=t.device) for t in o]
+    if st.mode == "fast":
+        _photometric_fast(ys, m, plan, rows, tmp, st)
+    else:
+        _photometric_exact(ys, plan, params, rows, tmp, st)
+    for t, dst in zip(tmp, o):
+        if t is not dst:
+            dst.copy_(t)
+
+
+# ---------------------------------------------------------------------------------------------- public API
+def _chunk_size(st: _Settings, C: int, H: int, W: int, out_hw: list[tuple[int, int]], device) -> int:
+    if st.chunk_size is not None:
+        return st.chunk_size
+    per_image = 4 * (2 * C * H * W + sum(3 * (h * (W + 2 * w) + h * w) for h, w in out_hw))
+    budget = GPU_CHUNK_BYTES if torch.device(device).type == "cuda" else CPU_CHUNK_BYTES
+    return max(4, min(4096, budget // max(per_image, 1)))
+
+
+def _alloc_outputs(n: int, out_hw, st: _Settings, device) -> list[Tensor]:
+    return [torch.empty(n, 3, int(h), int(w), dtype=st.out_dtype, device=device) for h, w in out_hw]
+
+
+def render_views(
+    images: Tensor,
+    params: ViewParams,
+    *,
+    mode: str = "fast",
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    blur_kernel: str = "tenth",
+    out_dtype: torch.dtype = torch.float32,
+    chunk_size: int | None = None,
+) -> list[Tensor]:
+    """Render every view of ``images`` [N, C, H, W] (uint8 or float in [0, 1], CPU or CUDA).
+
+    Returns one tensor [N, 3, h_v, w_v] per view (``params.out_hw[v]``), normalised with
+    ``mean``/``std`` when given. ``chunk_size`` images are processed at a time (default: sized
+    to the cache on CPU, large on GPU). No random numbers are drawn: same params, same pixels.
+    """
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be a tensor [N, C, H, W], got {getattr(images, 'shape', type(images))}")
+    _check_images_dtype(images)
+    images = _as_rgb_channels(images)
+    n, c, H, W = images.shape
+    if n and (H < 1 or W < 1):
+        raise ValueError(f"images must have at least one pixel, got {H}x{W}")
+    _check_params(params, n)
+    hw = params.image_hw.to("cpu")
+    if n and not bool(((hw[:, 0] == H) & (hw[:, 1] == W)).all()):
+        bad = int((~((hw[:, 0] == H) & (hw[:, 1] == W))).nonzero()[0])
+        raise ValueError(f"params.image_hw[{bad}] = {tuple(hw[bad].tolist())} but the images are {H}x{W}; "
+                         f"use render_views_list for images of different sizes")
+    device = images.device
+    st = _settings(mode, mean, std, blur_kernel, out_dtype, chunk_size, device)
+    outs = _alloc_outputs(n, params.out_hw, st, device)
+    if n == 0:
+        return outs
+    scale = 1.0 / 255.0 if images.dtype == torch.uint8 else 1.0
+    plans = [_plan(params, views, oh, ow, st, device, (H, W), scale)
+             for (oh, ow), views in _view_groups(params.out_hw)]
+    step = _chunk_size(st, c, H, W, params.out_hw, device)
+    for s in range(0, n, step):
+        rows = slice(s, min(n, s + step))
+        x = images[rows]
+        for plan in plans:
+            ys, m = _geometry(x, plan, rows, 1.0, st)
+            _photometric(ys, m, plan, params, rows, outs, st)
+    return outs
+
+
+def render_views_list(
+    images: list[Tensor],
+    params: ViewParams,
+    *,
+    mode: str = "fast",
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    blur_kernel: str = "tenth",
+    out_dtype: torch.dtype = torch.float32,
+    chunk_size: int | None = None,
+) -> list[Tensor]:
+    """Render views of images of different sizes (a list of [C, H_i, W_i], uint8 or float).
+
+    Images of one size are rendered together (the same batched path as :func:`render_views`, so
+    crop semantics are identical); with all sizes distinct this is a per-image crop + resize
+    stage followed by the batched photometric stage.
+    """
+    if not isinstance(images, (list, tuple)):
+        raise ValueError(f"images must be a list of [C, H, W] tensors, got {type(images).__name__}")
+    for i, im in enumerate(images):
+        if not isinstance(im, Tensor) or im.dim() != 3:
+            raise ValueError(f"images[{i}] must be a tensor [C, H, W], got {getattr(im, 'shape', type(im))}")
+        _check_images_dtype(im)
+        _as_rgb_channels(im)
+    n = len(images)
+    _check_params(params, n)
+    device = images[0].device if n else torch.device("cpu")
+    st = _settings(mode, mean, std, blur_kernel, out_dtype, chunk_size, device)
+    outs = _alloc_outputs(n, params.out_hw, st, device)
+    hw = params.image_hw.to("cpu")
+    for i, im in enumerate(images):
+        if (int(hw[i, 0]), int(hw[i, 1])) != (int(im.shape[-2]), int(im.shape[-1])):
+            raise ValueError(f"params.image_hw[{i}] = {tuple(hw[i].tolist())} but images[{i}] is "
+                             f"{im.shape[-2]}x{im.shape[-1]}")
+    if n == 0:
+        return outs
+    plans = [_plan(params, views, oh, ow, st, device) for (oh, ow), views in _view_groups(params.out_hw)]
+    big = max(int(im.shape[-2]) * int(im.shape[-1]) for im in images)
+    step = _chunk_size(st, 3, big, 1, params.out_hw, device)
+    for s in range(0, n, step):
+        rows = slice(s, min(n, s + step))
+        k = rows.stop - rows.start
+        # per-size crop + resize stage: images of one size together
+        sizes: dict[tuple, list[int]] = {}
+        for i in range(rows.start, rows.stop):
+            im = images[i]
+            if im.device != device:
+                raise ValueError(f"all images must be on one device, got {device} and {im.device} (images[{i}])")
+            sizes.setdefault((tuple(im.shape[-2:]), _as_rgb_channels(im).shape[0], im.dtype), []).append(i)
+        stacks = []
+        for (_, _, dtype), idx in sizes.items():
+            gi = torch.tensor(idx, device=device)
+            x = torch.stack([_as_rgb_channels(images[i]) for i in idx])
+            stacks.append((x, gi, gi - rows.start, 1.0 / 255.0 if dtype == torch.uint8 else 1.0))
+        for plan in plans:
+            vg, oh, ow = len(plan.views), plan.oh, plan.ow
+            ys = [torch.empty(k, oh, 3, ow, dtype=torch.float32, device=device) for _ in range(vg)]
+            m = torch.empty(k * vg, 3, 1, dtype=torch.float32, device=device) if st.mode == "fast" else None
+            for x, gi, local, scale in stacks:
+                ys_g, m_g = _geometry(x, plan, gi, scale, st)
+                for y, yg in zip(ys, ys_g):
+                    y.index_copy_(0, local, yg.expand(-1, -1, 3, -1))
+                if m is not None:
+                    m.view(k, vg, 3).index_copy_(0, local, m_g.view(-1, vg, m_g.shape[1]).expand(-1, -1, 3))
+            # batched photometric stage over the chunk
+            _photometric(ys, m, plan, params, rows, outs, st)
+    return outs
+
+
+__all__ = ["MODES", "SOLARIZE_THRESHOLD", "render_views", "render_views_list"]

@@ -1,0 +1,599 @@
+"""Augmentation throughput benchmark: jointaug's batched renderer against PIL and kornia.
+
+One run, one machine, one thread setting: pairs per second of a SimCLR-style two-view pipeline
+(random resized crop, flip, colour jitter p=0.8, grayscale p=0.2, Gaussian blur p=0.5, to
+float, normalise) for
+
+1. the per-image PIL pipeline, run the way a torchvision user runs it (one image at a time: PIL
+   crop + bilinear resize, ImageEnhance brightness / contrast / colour, hue through HSV, gray,
+   ImageFilter.GaussianBlur, to tensor, normalise), parameters drawn per call with torch's RNG
+   as torchvision's transforms do; a second row draws them with Python's ``random`` (cheaper);
+2. kornia.augmentation, batched (optional: skipped when kornia is not installed);
+3. jointaug on CPU: sampling the ViewParams (``make_policy("simclr", ...)``, random crops or
+   J-Crop(0) + J-Blur(0)) plus rendering, in fast and exact mode;
+4. jointaug on CUDA when a GPU is present: rendering throughput and the uint8-to-views cost per
+   image (with and without the host-to-device copy).
+
+Pipelines are timed round-robin (one batch of each per round), so drifts of a shared machine hit
+all of them alike; the figures are medians over rounds, ratios are taken within the run. The
+difference between the fast and exact modes (mean and max per pixel, on CIFAR-10 images when the
+data set is present, procedural images otherwise) is measured on the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..sampling.params import ViewParams, fields
+from ..sampling.recipes import make_policy
+from .batched import render_views
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: SimCLR's colour jitter strengths (brightness, contrast, saturation, hue) and probabilities
+JITTER = (0.8, 0.8, 0.8, 0.2)
+JITTER_P, GRAY_P, BLUR_P, FLIP_P = 0.8, 0.2, 0.5, 0.5
+SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
+#: default location of the CIFAR-10 JPEG archive (relative to the project checkout)
+CIFAR_CANDIDATES = ("../shared/datasets/cifar10-jpg.tar.gz", "/work/shared/datasets/cifar10-jpg.tar.gz")
+TARGETS = {"fast_vs_pil_32": 20.0, "fast_vs_kornia_32": 6.0, "exact_vs_pil_32": 4.0,
+           "joint_overhead_pct": 2.0, "cuda_pairs_per_s_32": 1_000_000.0}
+
+
+@dataclass
+class Case:
+    """One benchmark size: ``src`` x ``src`` inputs rendered to ``out`` x ``out`` views."""
+
+    src: int
+    out: int
+    batch: int
+
+
+FULL_CASES = (Case(32, 32, 512), Case(128, 96, 128), Case(256, 224, 32))
+QUICK_CASES = (Case(32, 32, 32), Case(48, 40, 8))
+
+
+# ---------------------------------------------------------------------------------------------- images
+def find_cifar(path: str | None = None) -> Path | None:
+    """The CIFAR-10 JPEG archive (``path`` or the default locations), or None."""
+    for cand in ([path] if path else list(CIFAR_CANDIDATES)):
+        if cand and Path(cand).is_file():
+            return Path(cand)
+    return None
+
+
+def load_cifar(path: Path, n: int) -> list[np.ndarray]:
+    """The first ``n`` images of the archive as uint8 [32, 32, 3] arrays (read directly from the tar)."""
+    from PIL import Image
+
+    out: list[np.ndarray] = []
+    with tarfile.open(path) as tf:
+        for member in tf:
+            if member.isfile() and member.name.endswith(".jpg"):
+                f = tf.extractfile(member)
+                if f is None:
+                    continue
+                out.append(np.asarray(Image.open(f).convert("RGB")))
+                if len(out) >= n:
+                    break
+    if not out:
+        raise ValueError(f"no .jpg images found in {path}")
+    return out
+
+
+def procedural_images(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    """Natural-looking stand-ins: smooth colour fields plus a few edges and some texture."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 5, 5, generator=g)
+    smooth = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    ang = torch.rand(n, 1, 1, generator=g) * math.pi
+    edge = ((xx * torch.cos(ang) + yy * torch.sin(ang)) > (torch.rand(n, 1, 1, generator=g) - 0.5)).float()
+    tint = torch.rand(n, 3, 1, 1, generator=g)
+    img = 0.6 * smooth + 0.3 * edge[:, None] * tint + 0.1 * torch.rand(n, 3, size, size, generator=g)
+    img = (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    return [a.permute(1, 2, 0).numpy() for a in img]
+
+
+def benchmark_images(n: int, size: int, cifar: Path | None) -> tuple[list[np.ndarray], str]:
+    """``n`` uint8 HWC images of ``size`` pixels: CIFAR-10 (bicubic-upsampled when larger) or procedural."""
+    from PIL import Image
+
+    if cifar is None:
+        return procedural_images(n, size), "procedural"
+    base = load_cifar(cifar, n)
+    while len(base) < n:
+        base = base + base[: n - len(base)]
+    if size == 32:
+        return base, "cifar10"
+    return [np.asarray(Image.fromarray(a).resize((size, size), Image.BICUBIC)) for a in base], \
+        f"cifar10 upsampled to {size}"
+
+
+# ---------------------------------------------------------------------------------------------- PIL
+def _tenth_kernel(out: int) -> int:
+    k = int(0.1 * out)
+    return max(3, k + 1 if k % 2 == 0 else k)
+
+
+class PILPipeline:
+    """SimCLR's view pipeline on one PIL image at a time, as torchvision's transforms run it.
+
+    ``draws="torch"`` (default) draws every parameter the way torchvision's transforms do, with a
+    small torch RNG call per decision (RandomResizedCrop's uniform area / log-aspect and randint
+    corner, RandomApply / flip / grayscale coins, ColorJitter's randperm and four uniforms, the
+    blur sigma); ``draws="python"`` uses Python's ``random`` instead (cheaper: a lower bound on
+    the per-image cost). Blur is PIL's ImageFilter.GaussianBlur (torchvision would convert the
+    image to a tensor and back for its GaussianBlur, which is slower).
+    """
+
+    def __init__(self, out: int, seed: int = 0, draws: str = "torch") -> None:
+        from PIL import Image, ImageEnhance, ImageFilter
+
+        if draws not in ("torch", "python"):
+            raise ValueError(f"draws must be 'torch' or 'python', got {draws!r}")
+        self.Image, self.ImageEnhance, self.ImageFilter = Image, ImageEnhance, ImageFilter
+        self.out, self.draws = out, draws
+        self.rng = random.Random(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.log_ratio = torch.log(torch.tensor(RATIO))
+
+    # parameter draws ------------------------------------------------------------------------
+    def _uniform(self, lo: float, hi: float) -> float:
+        if self.draws == "python":
+            return self.rng.uniform(lo, hi)
+        return float(torch.empty(1).uniform_(lo, hi, generator=self.gen))
+
+    def _coin(self, p: float) -> bool:
+        if self.draws == "python":
+            return self.rng.random() < p
+        return bool(torch.rand(1, generator=self.gen) < p)
+
+    def _randint(self, hi: int) -> int:  # in [0, hi]
+        if self.draws == "python":
+            return self.rng.randint(0, hi)
+        return int(torch.randint(0, hi + 1, size=(1,), generator=self.gen).item())
+
+    def _order(self) -> list[int]:
+        if self.draws == "python":
+            order = [0, 1, 2, 3]
+            self.rng.shuffle(order)
+            return order
+        return torch.randperm(4, generator=self.gen).tolist()
+
+    def _crop_box(self, W: int, H: int) -> tuple[int, int, int, int]:
+        area = W * H
+        lr = self.log_ratio
+        for _ in range(10):
+            target = area * self._uniform(*SCALE)
+            aspect = math.exp(self._uniform(float(lr[0]), float(lr[1])))
+            w = int(round(math.sqrt(target * aspect)))
+            h = int(round(math.sqrt(target / aspect)))
+            if 0 < w <= W and 0 < h <= H:
+                return self._randint(W - w), self._randint(H - h), w, h
+        s = min(W, H)
+        return (W - s) // 2, (H - s) // 2, s, s
+
+    # pixel ops --------------------------------------------------------------------------------
+    def _hue(self, img, h: float):
+        Image = self.Image
+        hh, s, v = img.convert("HSV").split()
+        a = np.array(hh, dtype=np.uint8)
+        with np.errstate(over="ignore"):
+            a += np.uint8(int(h * 255) % 256)
+        return Image.merge("HSV", (Image.fromarray(a, "L"), s, v)).convert("RGB")
+
+    def view(self, img) -> torch.Tensor:
+        """One view of a PIL RGB image -> normalised float tensor [3, out, out]."""
+        Image, E = self.Image, self.ImageEnhance
+        x0, y0, w, h = self._crop_box(*img.size)
+        v = img.crop((x0, y0, x0 + w, y0 + h)).resize((self.out, self.out), Image.BILINEAR)
+        if self._coin(FLIP_P):
+            v = v.transpose(Image.FLIP_LEFT_RIGHT)
+        if self._coin(JITTER_P):
+            b, c, s, hu = JITTER
+            order = self._order()
+            f = (self._uniform(1 - b, 1 + b), self._uniform(1 - c, 1 + c), self._uniform(1 - s, 1 + s),
+                 self._uniform(-hu, hu))
+            for op in order:
+                if op == 0:
+                    v = E.Brightness(v).enhance(f[0])
+                elif op == 1:
+                    v = E.Contrast(v).enhance(f[1])
+                elif op == 2:
+                    v = E.Color(v).enhance(f[2])
+                else:
+                    v = self._hue(v, f[3])
+        if self._coin(GRAY_P):
+            g = np.asarray(v.convert("L"))
+            v = Image.fromarray(np.dstack([g, g, g]), "RGB")
+        if self._coin(BLUR_P):
+            v = v.filter(self.ImageFilter.GaussianBlur(radius=self._uniform(0.1, 2.0)))
+        t = torch.from_numpy(np.array(v, dtype=np.uint8, copy=True)).view(self.out, self.out, 3)
+        t = t.permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+        mean = torch.as_tensor(IMAGENET_MEAN, dtype=t.dtype).view(-1, 1, 1)
+        std = torch.as_tensor(IMAGENET_STD, dtype=t.dtype).view(-1, 1, 1)
+        return t.sub_(mean).div_(std)
+
+    def __call__(self, images: list) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(self.view(im), self.view(im)) for im in images]
+
+
+# ---------------------------------------------------------------------------------------------- kornia
+def kornia_pipeline(out: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """kornia.augmentation's batched SimCLR view (None when kornia is not installed)."""
+    try:
+        import kornia.augmentation as K
+    except ImportError:
+        return None
+    k = _tenth_kernel(out)
+    aug = torch.nn.Sequential(
+        K.RandomResizedCrop((out, out), scale=SCALE, ratio=RATIO),
+        K.RandomHorizontalFlip(p=FLIP_P),
+        K.ColorJitter(*JITTER, p=JITTER_P),
+        K.RandomGrayscale(p=GRAY_P),
+        K.RandomGaussianBlur((k, k), (0.1, 2.0), p=BLUR_P),
+        K.Normalize(mean=torch.tensor(IMAGENET_MEAN), std=torch.tensor(IMAGENET_STD)),
+    )
+    return aug
+
+
+# ---------------------------------------------------------------------------------------------- timing
+@dataclass
+class Timed:
+    """Repeated wall-clock timings of one pipeline on one batch."""
+
+    name: str
+    fn: Callable[[], object]
+    pairs: int
+    seconds: list[float] = field(default_factory=list)
+
+    def run(self, sync: Callable[[], None] | None = None) -> None:
+        t = time.perf_counter()
+        self.fn()
+        if sync is not None:
+            sync()
+        self.seconds.append(time.perf_counter() - t)
+
+    @property
+    def pairs_per_s(self) -> float:
+        return self.pairs / statistics.median(self.seconds)
+
+    @property
+    def best_pairs_per_s(self) -> float:
+        return self.pairs / min(self.seconds)
+
+
+def _round_robin(timers: list[Timed], rounds: int, sync: Callable[[], None] | None = None) -> None:
+    for t in timers:  # warm-up (allocator, caches, lazy imports)
+        t.fn()
+    if sync is not None:
+        sync()
+    for _ in range(rounds):
+        for t in timers:
+            t.run(sync)
+
+
+def _jointaug_timers(x: torch.Tensor, out: int, device: str, gen_seed: int) -> list[Timed]:
+    """jointaug sample+render timers (random crops / J-Crop(0)+J-Blur(0), fast / exact) for batch x."""
+    n = x.shape[0]
+    hw = torch.tensor([[x.shape[-2], x.shape[-1]]]).expand(n, 2)
+    policies = {"random": make_policy("simclr", size=out),
+                "joint": make_policy("simclr", crop="joint", blur="joint", beta=0.0, size=out)}
+    timers = []
+    for mode in ("fast", "exact"):
+        for crop, pol in policies.items():
+            g = torch.Generator().manual_seed(gen_seed)
+
+            def step(pol=pol, mode=mode, g=g):
+                params = pol.sample(hw, g)
+                return render_views(x, params.to(x.device), mode=mode, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+            timers.append(Timed(f"jointaug {mode} {crop} ({device})", step, n))
+    return timers
+
+
+def _sampling_timers(n: int, src: int, out: int) -> list[Timed]:
+    hw = torch.tensor([[src, src]]).expand(n, 2)
+    out_t = []
+    for crop, pol in (("random", make_policy("simclr", size=out)),
+                      ("joint", make_policy("simclr", crop="joint", blur="joint", beta=0.0, size=out))):
+        g = torch.Generator().manual_seed(1)
+        out_t.append(Timed(f"sampling {crop}", lambda pol=pol, g=g: pol.sample(hw, g), n))
+    return out_t
+
+
+# ---------------------------------------------------------------------------------------------- fidelity
+def mode_difference(images: torch.Tensor, seed: int = 0) -> dict:
+    """Per-pixel |fast - exact| (in 1/255 units) on SimCLR views of ``images`` (no normalisation)."""
+    n, _, h, w = images.shape
+    pol = make_policy("simclr", size=int(h))
+    params = pol.sample(torch.tensor([[h, w]]).expand(n, 2), torch.Generator().manual_seed(seed))
+    out: dict = {}
+    variants = {"simclr": params}
+    no_hue = _clone(params)
+    no_hue.hue.zero_()
+    variants["simclr, hue = 0"] = no_hue
+    for name, p in variants.items():
+        fast = render_views(images, p, mode="fast")
+        exact = render_views(images, p, mode="exact")
+        d = torch.cat([(a - b).abs().flatten() for a, b in zip(fast, exact)]) * 255
+        out[name] = {"mean": float(d.mean()), "max": float(d.max()), "p99": float(torch.quantile(d[:1 << 24], 0.99))}
+    return out
+
+
+def _clone(p: ViewParams) -> ViewParams:
+    """A copy of ``p`` with every tensor cloned."""
+    kw = {name: getattr(p, name).clone() for name in fields()}
+    return ViewParams(out_hw=list(p.out_hw), extra={k: v.clone() for k, v in p.extra.items()}, **kw)
+
+
+# ---------------------------------------------------------------------------------------------- run
+def machine_info(threads: int) -> dict:
+    """Where the figures come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {"platform": platform.platform(), "cpu": cpu, "logical_cpus": os.cpu_count(), "threads": threads,
+            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    try:
+        import PIL
+
+        info["pillow"] = PIL.__version__
+    except ImportError:
+        info["pillow"] = None
+    try:
+        import kornia
+
+        info["kornia"] = kornia.__version__
+    except ImportError:
+        info["kornia"] = None
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    try:
+        info["load_average"] = list(os.getloadavg())
+    except OSError:
+        pass
+    return info
+
+
+def run(
+    *,
+    quick: bool = False,
+    threads: int = 1,
+    rounds: int | None = None,
+    cases: tuple[Case, ...] | None = None,
+    cifar: str | None = None,
+    device: str = "auto",
+    kornia: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run the benchmark; returns the JSON-able result (figures, ratios, machine, versions)."""
+    from PIL import Image
+
+    torch.set_num_threads(threads)
+    cases = cases or (QUICK_CASES if quick else FULL_CASES)
+    rounds = rounds or (1 if quick else 5)
+    cifar_path = find_cifar(cifar)
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise ValueError("device='cuda' asked for, but torch sees no CUDA device")
+    t0 = time.perf_counter()
+    result: dict = {"machine": machine_info(threads), "quick": quick, "rounds": rounds,
+                    "images": "cifar10" if cifar_path else "procedural (CIFAR-10 archive not found)",
+                    "cases": [], "targets": TARGETS}
+    if cifar_path is None:
+        log("CIFAR-10 archive not found: using procedural images")
+    for case in cases:
+        log(f"[{time.perf_counter() - t0:6.1f}s] {case.src}px -> {case.out}px, batch {case.batch}")
+        arrays, source = benchmark_images(case.batch, case.src, cifar_path)
+        pil_images = [Image.fromarray(a) for a in arrays]
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
+        pil, pil_py = PILPipeline(case.out), PILPipeline(case.out, draws="python")
+        timers = [Timed("PIL per-image", lambda p=pil, ims=pil_images: p(ims), case.batch),
+                  Timed("PIL per-image, python draws", lambda p=pil_py, ims=pil_images: p(ims), case.batch)]
+        aug = kornia_pipeline(case.out) if kornia else None
+        if aug is not None:
+            def kstep(aug=aug, x=x):
+                xf = x.float().div_(255)
+                with torch.no_grad():
+                    return aug(xf), aug(xf)
+
+            timers.append(Timed("kornia batched", kstep, case.batch))
+        timers += _jointaug_timers(x, case.out, "cpu", 0)
+        timers += _sampling_timers(case.batch, case.src, case.out)
+        _round_robin(timers, rounds)
+        row = {"src": case.src, "out": case.out, "batch": case.batch, "images": source,
+               "pairs_per_s": {t.name: t.pairs_per_s for t in timers},
+               "best_pairs_per_s": {t.name: t.best_pairs_per_s for t in timers},
+               "kornia_available": aug is not None}
+        if use_cuda:
+            row["cuda"] = _cuda_case(x, case, rounds, log)
+        row["ratios"] = _ratios(row["pairs_per_s"])
+        result["cases"].append(row)
+    n_diff = 64 if quick else 512
+    diff_imgs, diff_src = benchmark_images(n_diff, 32, cifar_path)
+    xd = torch.from_numpy(np.stack(diff_imgs)).permute(0, 3, 1, 2).contiguous()
+    log(f"[{time.perf_counter() - t0:6.1f}s] fast vs exact difference on {n_diff} {diff_src} images")
+    result["fast_vs_exact"] = {"images": f"{n_diff} x {diff_src}", **mode_difference(xd)}
+    result["seconds"] = time.perf_counter() - t0
+    result["summary"] = _summary(result)
+    return result
+
+
+def _cuda_case(x: torch.Tensor, case: Case, rounds: int, log: Callable[[str], None]) -> dict:
+    """Render throughput on CUDA (params pre-sampled) and the uint8-to-views cost per image."""
+    dev = torch.device("cuda")
+    n = 8192 if case.out <= 32 else (1024 if case.out <= 96 else 256)
+    reps = (n + x.shape[0] - 1) // x.shape[0]
+    xc = x.repeat(reps, 1, 1, 1)[:n].contiguous()
+    xg = xc.to(dev)
+    pin = xc.pin_memory()
+    hw = torch.tensor([[x.shape[-2], x.shape[-1]]]).expand(n, 2)
+    out: dict = {"batch": n}
+    sync = torch.cuda.synchronize
+    timers = []
+    for mode in ("fast", "exact"):
+        for crop, pol in (("random", make_policy("simclr", size=case.out)),
+                          ("joint", make_policy("simclr", crop="joint", blur="joint", size=case.out))):
+            params = pol.sample(hw, torch.Generator().manual_seed(0)).to(dev)
+            timers.append(Timed(f"{mode} {crop} render", lambda p=params, m=mode: render_views(
+                xg, p, mode=m, mean=IMAGENET_MEAN, std=IMAGENET_STD), n))
+            if mode == "fast" and crop == "random":
+                timers.append(Timed("fast random render incl. H2D copy", lambda p=params: render_views(
+                    pin.to(dev, non_blocking=True), p, mode="fast", mean=IMAGENET_MEAN, std=IMAGENET_STD), n))
+    _round_robin(timers, max(rounds, 3), sync)
+    out["pairs_per_s"] = {t.name: t.pairs_per_s for t in timers}
+    out["us_per_image"] = {t.name: 1e6 / t.pairs_per_s for t in timers}
+    log(f"    cuda: {out['pairs_per_s']}")
+    return out
+
+
+def _ratios(pps: dict) -> dict:
+    pil = pps.get("PIL per-image")
+    kor = pps.get("kornia batched")
+    r = {}
+    for mode in ("fast", "exact"):
+        for crop in ("random", "joint"):
+            v = pps[f"jointaug {mode} {crop} (cpu)"]
+            if pil:
+                r[f"{mode} {crop} / PIL"] = v / pil
+            if kor:
+                r[f"{mode} {crop} / kornia"] = v / kor
+        # end to end (sampling + rendering): noisy on a shared machine, both renders do the same work
+        r[f"{mode} joint overhead %"] = 100.0 * (pps[f"jointaug {mode} random (cpu)"]
+                                                 / pps[f"jointaug {mode} joint (cpu)"] - 1.0)
+        # the extra sampling time of the joint laws, relative to a whole random-crop step
+        extra = 1.0 / pps["sampling joint"] - 1.0 / pps["sampling random"]
+        r[f"{mode} joint sampling overhead %"] = 100.0 * extra * pps[f"jointaug {mode} random (cpu)"]
+    r["sampling joint / random time"] = pps["sampling random"] / pps["sampling joint"]
+    return r
+
+
+def _summary(result: dict) -> dict:
+    """The targets of the issue against this run's ratios (32 px case)."""
+    c32 = next((c for c in result["cases"] if c["out"] == 32 and c["src"] == 32), None)
+    s: dict = {}
+    if c32 is None:
+        return s
+    r = c32["ratios"]
+    s["fast_vs_pil_32"] = r.get("fast random / PIL")
+    s["fast_vs_kornia_32"] = r.get("fast random / kornia")
+    s["exact_vs_pil_32"] = r.get("exact random / PIL")
+    s["joint_overhead_pct"] = r.get("fast joint sampling overhead %")
+    s["joint_overhead_end_to_end_pct"] = r.get("fast joint overhead %")
+    if "cuda" in c32:
+        s["cuda_pairs_per_s_32"] = c32["cuda"]["pairs_per_s"].get("fast random render")
+    s["met"] = {}
+    for k, target in TARGETS.items():
+        v = s.get(k)
+        if v is None:
+            continue
+        s["met"][k] = bool(v <= target) if k == "joint_overhead_pct" else bool(v >= target)
+    return s
+
+
+def markdown(result: dict, command: str) -> str:
+    """The Markdown table of a result."""
+    m = result["machine"]
+    lines = [
+        "# Augmentation throughput (pairs of views per second)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch threads = {m['threads']}"
+        + (f", load average {m['load_average'][0]:.1f}" if m.get("load_average") else "") + "  ",
+        f"Versions: torch {m['torch']}, Pillow {m['pillow']}, kornia {m['kornia'] or 'not installed'}, "
+        f"python {m['python']}  ",
+        f"Images: {result['images']}; SimCLR two-view pipeline (crop, flip, jitter, gray, blur, normalise); "
+        f"median of {result['rounds']} round-robin rounds" + (" (QUICK MODE: tiny sizes, not for reporting)"
+                                                              if result["quick"] else "") + "  ",
+        "PIL per-image draws its parameters with torch's RNG per call, as torchvision's transforms do "
+        "(JSON: also with Python's random). Joint sampling overhead = extra sampling time of "
+        "J-Crop(0)+J-Blur(0) over random crops, relative to a whole random-crop step (sampling + fast "
+        "render); 'end to end' compares the two timed steps directly (noisy on a shared machine).",
+        "",
+        "| input -> view | PIL per-image | kornia | jointaug fast | fast J-Crop+J-Blur | jointaug exact "
+        "| exact J-Crop+J-Blur | fast / PIL | fast / kornia | exact / PIL | joint sampling overhead "
+        "| joint end to end |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:,.0f}"
+
+    def x(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}x"
+
+    for c in result["cases"]:
+        p, r = c["pairs_per_s"], c["ratios"]
+        lines.append(
+            f"| {c['src']} -> {c['out']} px | {f(p.get('PIL per-image'))} | {f(p.get('kornia batched'))} "
+            f"| {f(p['jointaug fast random (cpu)'])} | {f(p['jointaug fast joint (cpu)'])} "
+            f"| {f(p['jointaug exact random (cpu)'])} | {f(p['jointaug exact joint (cpu)'])} "
+            f"| {x(r.get('fast random / PIL'))} | {x(r.get('fast random / kornia'))} "
+            f"| {x(r.get('exact random / PIL'))} | {r['fast joint sampling overhead %']:+.2f}% "
+            f"| {r['fast joint overhead %']:+.1f}% |")
+    cuda_rows = [c for c in result["cases"] if "cuda" in c]
+    if cuda_rows:
+        lines += ["", f"CUDA ({m.get('cuda_device')}), parameters pre-sampled, batch per case:", "",
+                  "| input -> view | batch | fast render | exact render | fast incl. H2D copy | fast us/image |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for c in cuda_rows:
+            p = c["cuda"]["pairs_per_s"]
+            lines.append(f"| {c['src']} -> {c['out']} px | {c['cuda']['batch']} | {f(p['fast random render'])} "
+                         f"| {f(p['exact random render'])} | {f(p['fast random render incl. H2D copy'])} "
+                         f"| {c['cuda']['us_per_image']['fast random render']:.3f} |")
+    d = result["fast_vs_exact"]
+    lines += ["", f"Fast vs exact mode, per pixel, in 1/255 ({d['images']}, 32 px SimCLR views, no normalisation):",
+              "", "| parameters | mean | p99 | max |", "|---|---:|---:|---:|"]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines.append(f"| {k} | {v['mean']:.2f} | {v['p99']:.1f} | {v['max']:.1f} |")
+    s = result.get("summary", {})
+    if s.get("met"):
+        lines += ["", "Targets (32 px, ratios from this run):", "", "| target | this run | met |", "|---|---:|---|"]
+        names = {"fast_vs_pil_32": ("fast >= 20x PIL", "x"), "fast_vs_kornia_32": ("fast >= 6x kornia", "x"),
+                 "exact_vs_pil_32": ("exact >= 4x PIL", "x"),
+                 "joint_overhead_pct": ("J-Crop+J-Blur sampling costs <= 2% of a step", "%"),
+                 "cuda_pairs_per_s_32": ("CUDA >= 1,000,000 pairs/s", "")}
+        for k, met in s["met"].items():
+            label, unit = names[k]
+            v = s[k]
+            val = f"{v:.1f}x" if unit == "x" else (f"{v:+.2f}%" if unit == "%" else f"{v:,.0f}")
+            lines.append(f"| {label} | {val} | {'yes' if met else 'NO'} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write(result: dict, out_dir: str | Path, command: str) -> tuple[Path, Path]:
+    """Write ``augment.json`` and ``augment.md`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = dict(result, command=command)
+    pj, pm = out / "augment.json", out / "augment.md"
+    pj.write_text(json.dumps(result, indent=2) + "\n")
+    pm.write_text(markdown(result, command))
+    return pj, pm
+
+
+__all__ = ["Case", "FULL_CASES", "QUICK_CASES", "PILPipeline", "kornia_pipeline", "mode_difference", "run",
+           "markdown", "write", "benchmark_images", "procedural_images", "machine_info"]
