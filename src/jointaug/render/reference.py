@@ -12,7 +12,7 @@ torchvision's semantics on a float image in [0, 1] (one image, one view):
 4. grayscale: ITU-R 601 luma (0.299, 0.587, 0.114) copied to the three channels;
 5. Gaussian blur, reflect padding, kernel size per axis from
    :func:`jointaug.render.kernels.blur_kernel_size` (the same rule as every backend);
-6. solarize: values >= 128/255 become 1 - value;
+6. solarize: values >= 128/255 become 1 - value (threshold lowered by 1e-5 against rounding);
 7. optional normalisation ``(x - mean) / std``.
 """
 
@@ -26,7 +26,9 @@ from ..sampling.params import ViewParams
 from .color import EXACT_OPS, gray
 from .kernels import blur_kernel_size, gaussian_kernel1d
 
-SOLARIZE_THRESHOLD = 128 / 255
+#: solarize threshold, lowered by 1e-5 so that pixels equal to 128/255 up to float rounding (flat
+#: uint8 regions after resampling) are solarized by every backend alike
+SOLARIZE_THRESHOLD = 128 / 255 - 1e-5
 
 
 def crop_zero_padded(image: Tensor, x0: int, y0: int, w: int, h: int) -> Tensor:
