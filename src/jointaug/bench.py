@@ -20,12 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("which", choices=BENCHMARKS, help="which benchmark to run")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one round (smoke test, not for reporting)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every pipeline (default 1)")
-    parser.add_argument("--rounds", type=int, default=None, help="timing rounds per pipeline (default 5, quick 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="timing rounds per pipeline (default 7, quick 1)")
     parser.add_argument("--out", default="benchmarks/results", help="folder for augment.json and augment.md")
     parser.add_argument("--data", default=None, help="CIFAR-10 JPEG archive (default: ../shared/datasets/...)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="also benchmark CUDA: auto (when present), cpu (never), cuda (required)")
     parser.add_argument("--no-kornia", action="store_true", help="skip the kornia row")
+    parser.add_argument("--no-malloc-tune", action="store_true",
+                        help="leave glibc malloc's defaults (memory returned to the OS after every batch)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -39,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     command = "jointaug bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 \
         else "jointaug bench augment"
     result = benchmark.run(quick=args.quick, threads=args.threads, rounds=args.rounds, cifar=args.data,
-                           device=args.device, kornia=not args.no_kornia,
+                           device=args.device, kornia=not args.no_kornia, malloc_tune=not args.no_malloc_tune,
                            log=lambda s: print(s, file=sys.stderr, flush=True))
     pj, pm = benchmark.write(result, args.out, command)
     print(pm.read_text())

@@ -32,6 +32,7 @@ from .color import fast_color_matrices, gray, shift_hue
 from .kernels import (
     BLUR_RULES,
     blur_after_taps,
+    blur_basis_table,
     blur_kernel_size,
     blur_matrices,
     colsum_from_taps,
@@ -144,18 +145,38 @@ class _Axis:
 
 
 class _TableAxis(_Axis):
-    """Small sources: matrices looked up in a cached table of every crop; blur composed per chunk."""
+    """Small sources: each item's matrix is looked up in a cached table of every crop. The blur is a
+    weighted sum of pre-blurred basis tables (small kernels) or one batched product (large ones)."""
+
+    MAX_BASES = 4  # kernels of up to 2 * 3 + 1 taps use basis tables
 
     def __init__(self, offset: Tensor, length: Tensor, flip: Tensor | None, n: int, src_len: int, scale: float,
                  blur: Tensor | None, sigma: Tensor, rule: str) -> None:
         self.T, self.CS = crop_table(src_len, n, scale, offset.device)
         self.idx = crop_index(offset, length, flip, src_len)
         self.cidx = crop_index(offset, length, None, src_len)
-        self.n, self.blur, self.sigma, self.rule = n, blur, sigma, rule
+        self.n, self.src_len, self.scale, self.rule, self.sigma = n, src_len, scale, rule, sigma
+        self.taps = self.blur = None
+        if blur is not None and bool(blur.any()):
+            s = torch.where(blur, sigma, torch.ones_like(sigma)).double()
+            ks = torch.where(blur, blur_kernel_size(n, s, rule), 1)
+            taps = gaussian_taps(s, ks).float()  # [M, Kmax], centred; a single 1 where not blurred
+            if (taps.shape[1] + 1) // 2 <= self.MAX_BASES:
+                self.taps = taps
+            else:
+                self.blur = blur
 
     def dense(self, it, src_len):
-        a = self.T.index_select(0, self.idx[it])  # [items, n, S]
-        if self.blur is not None:
+        idx = self.idx[it]
+        a = self.T.index_select(0, idx)  # [items, n, S]
+        if self.taps is not None:
+            taps = self.taps[it]
+            half = (taps.shape[1] - 1) // 2
+            a.mul_(taps[:, half, None, None])
+            for d in range(1, half + 1):
+                basis = blur_basis_table(self.src_len, self.n, d, self.scale, idx.device)
+                a.add_(basis.index_select(0, idx).mul_(taps[:, half + d, None, None]))
+        elif self.blur is not None:
             sel = _subset(self.blur[it])
             if sel is not None:
                 a[sel] = torch.bmm(blur_matrices(self.sigma[it][sel], self.n, self.rule), a[sel])

@@ -266,13 +266,15 @@ class Timed:
     fn: Callable[[], object]
     pairs: int
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
 
     def run(self, sync: Callable[[], None] | None = None) -> None:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         self.fn()
         if sync is not None:
             sync()
         self.seconds.append(time.perf_counter() - t)
+        self.cpu_seconds.append(time.process_time() - c)
 
     @property
     def pairs_per_s(self) -> float:
@@ -281,6 +283,11 @@ class Timed:
     @property
     def best_pairs_per_s(self) -> float:
         return self.pairs / min(self.seconds)
+
+    @property
+    def cpu_pairs_per_s(self) -> float:
+        """Pairs per second of process CPU time (less sensitive to other jobs on a shared machine)."""
+        return self.pairs / max(statistics.median(self.cpu_seconds), 1e-9)
 
 
 def _round_robin(timers: list[Timed], rounds: int, sync: Callable[[], None] | None = None) -> None:
@@ -348,6 +355,30 @@ def _clone(p: ViewParams) -> ViewParams:
 
 
 # ---------------------------------------------------------------------------------------------- run
+def tune_glibc_malloc() -> dict | None:
+    """Keep freed memory in the process (glibc malloc): no page faults on every fresh output tensor.
+
+    Large tensors (every batch of views) are otherwise returned to the OS when freed and faulted
+    in again, page by page, when the next batch is allocated, which on a VM can cost more than
+    rendering them. This is the usual CPU advice for PyTorch (or use jemalloc / tcmalloc, or set
+    ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``); the benchmark applies it to every
+    pipeline alike. Returns the settings, or None where glibc's ``mallopt`` is unavailable.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or platform.system() != "Linux":
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim, m_mmap = -1, -3  # mallopt parameters M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+        ok = libc.mallopt(m_mmap, 32 << 20) == 1 and libc.mallopt(m_trim, 1 << 30) == 1
+    except (OSError, AttributeError):
+        return None
+    return {"mmap_threshold": 32 << 20, "trim_threshold": 1 << 30} if ok else None
+
+
 def machine_info(threads: int) -> dict:
     """Where the figures come from."""
     cpu = platform.processor() or platform.machine()
@@ -391,6 +422,7 @@ def run(
     cifar: str | None = None,
     device: str = "auto",
     kornia: bool = True,
+    malloc_tune: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Run the benchmark; returns the JSON-able result (figures, ratios, machine, versions)."""
@@ -398,13 +430,14 @@ def run(
 
     torch.set_num_threads(threads)
     cases = cases or (QUICK_CASES if quick else FULL_CASES)
-    rounds = rounds or (1 if quick else 5)
+    rounds = rounds or (1 if quick else 7)
     cifar_path = find_cifar(cifar)
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise ValueError("device='cuda' asked for, but torch sees no CUDA device")
     t0 = time.perf_counter()
-    result: dict = {"machine": machine_info(threads), "quick": quick, "rounds": rounds,
+    malloc = tune_glibc_malloc() if malloc_tune else None
+    result: dict = {"machine": dict(machine_info(threads), malloc_tuning=malloc), "quick": quick, "rounds": rounds,
                     "images": "cifar10" if cifar_path else "procedural (CIFAR-10 archive not found)",
                     "cases": [], "targets": TARGETS}
     if cifar_path is None:
@@ -431,10 +464,12 @@ def run(
         row = {"src": case.src, "out": case.out, "batch": case.batch, "images": source,
                "pairs_per_s": {t.name: t.pairs_per_s for t in timers},
                "best_pairs_per_s": {t.name: t.best_pairs_per_s for t in timers},
+               "cpu_pairs_per_s": {t.name: t.cpu_pairs_per_s for t in timers},
                "kornia_available": aug is not None}
         if use_cuda:
             row["cuda"] = _cuda_case(x, case, rounds, log)
         row["ratios"] = _ratios(row["pairs_per_s"])
+        row["ratios_cpu_time"] = _ratios(row["cpu_pairs_per_s"])
         result["cases"].append(row)
     n_diff = 64 if quick else 512
     diff_imgs, diff_src = benchmark_images(n_diff, 32, cifar_path)
@@ -528,7 +563,8 @@ def markdown(result: dict, command: str) -> str:
         f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch threads = {m['threads']}"
         + (f", load average {m['load_average'][0]:.1f}" if m.get("load_average") else "") + "  ",
         f"Versions: torch {m['torch']}, Pillow {m['pillow']}, kornia {m['kornia'] or 'not installed'}, "
-        f"python {m['python']}  ",
+        f"python {m['python']}; glibc malloc tuning for all pipelines: "
+        f"{'on' if m.get('malloc_tuning') else 'off'}  ",
         f"Images: {result['images']}; SimCLR two-view pipeline (crop, flip, jitter, gray, blur, normalise); "
         f"median of {result['rounds']} round-robin rounds" + (" (QUICK MODE: tiny sizes, not for reporting)"
                                                               if result["quick"] else "") + "  ",

@@ -259,6 +259,26 @@ def crop_table(src_len: int, n_out: int, scale: float = 1.0, device: torch.devic
     return _TABLES[key]
 
 
+def blur_basis_table(src_len: int, n_out: int, d: int, scale: float = 1.0,
+                     device: torch.device | str = "cpu") -> Tensor:
+    """``(S_d + S_-d) @ T`` for the crop table ``T``: rows ``reflect(i + d) + reflect(i - d)``.
+
+    A Gaussian blur with centred taps ``t`` is ``sum_d t_d (S_d + S_-d)`` (``t_0`` alone for
+    d = 0), so the blurred matrix of any crop is a weighted sum of these tables' rows.
+    """
+    key = ("basis", int(src_len), int(n_out), float(scale), str(device), int(d))
+    if key not in _BASES:
+        T, _ = crop_table(src_len, n_out, scale, device)
+        r = reflect_rows(n_out, 2 * d + 1, device)  # rows i - d (first) and i + d (last)
+        if len(_BASES) > 16:
+            _BASES.clear()
+        _BASES[key] = T[:, r[0]] + T[:, r[-1]]
+    return _BASES[key]
+
+
+_BASES: dict[tuple, Tensor] = {}
+
+
 def taps_to_dense(col: Tensor, w: Tensor, src_len: int, scale: float = 1.0) -> Tensor:
     """[M, n, src_len] float32 dense matrices from taps [..., M, n] (weights times ``scale``)."""
     pos, ww = item_major(col, w, src_len)
@@ -268,5 +288,5 @@ def taps_to_dense(col: Tensor, w: Tensor, src_len: int, scale: float = 1.0) -> T
 __all__ = [
     "BLUR_RULES", "blur_kernel_size", "gaussian_kernel1d", "gaussian_taps", "reflect_rows",
     "blur_matrices", "blur_after_taps", "resize_taps", "item_major", "dense_from_taps", "colsum_from_taps",
-    "taps_to_dense", "crop_table", "crop_index", "table_fits",
+    "taps_to_dense", "crop_table", "crop_index", "table_fits", "blur_basis_table",
 ]
