@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from jointaug.render.kernels import (
-    blur_after_taps,
+    blur_basis_table,
     blur_kernel_size,
     blur_matrices,
     crop_index,
@@ -96,15 +96,19 @@ def test_blur_matrices_match_reflect_conv():
             torch.testing.assert_close(B[i].sum(1), torch.ones(n, dtype=torch.float64))
 
 
-def test_blur_after_taps_is_matrix_product():
-    offset, length, n, src = torch.tensor([0, 5, 2]), torch.tensor([32, 12, 60]), 24, 64
-    col, w = resize_taps(offset, length, n, src, torch.tensor([False, True, False]))
-    sigma = torch.tensor([0.7, 1.9, 1.2])
+def test_blur_basis_tables_compose_the_blur():
+    S, n = 24, 20
+    T, _ = crop_table(S, n)
+    sigma = torch.tensor([0.6, 1.5])
     for rule in ("tenth", "3sigma"):
-        taps = gaussian_taps(sigma.double(), blur_kernel_size(n, sigma, rule))
-        cc, wc = blur_after_taps(col, w, taps)
-        got = taps_to_dense(cc, wc, src).double()
-        want = blur_matrices(sigma, n, rule, torch.float64) @ taps_to_dense(col, w, src).double()
+        ks = blur_kernel_size(n, sigma, rule)
+        taps = gaussian_taps(sigma.double(), ks)
+        half = (taps.shape[1] - 1) // 2
+        idx = torch.tensor([5, 100])
+        got = T[idx].double() * taps[:, half, None, None]
+        for d in range(1, half + 1):
+            got += blur_basis_table(S, n, d)[idx].double() * taps[:, half + d, None, None]
+        want = blur_matrices(sigma, n, rule, torch.float64) @ T[idx].double()
         torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
 
 

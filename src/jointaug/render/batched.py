@@ -31,7 +31,6 @@ from ..sampling.params import ViewParams
 from .color import fast_color_matrices, gray, shift_hue
 from .kernels import (
     BLUR_RULES,
-    blur_after_taps,
     blur_basis_table,
     blur_kernel_size,
     blur_matrices,
@@ -187,21 +186,24 @@ class _TableAxis(_Axis):
 
 
 class _TapAxis(_Axis):
-    """Any source: item-major taps built for the whole batch (blur folded in when asked)."""
+    """Any source: resize taps of the whole batch (item-major), made dense per chunk; the blur of
+    the blurred items is one batched product per chunk."""
 
     def __init__(self, offset: Tensor, length: Tensor, flip: Tensor | None, n: int, src_len: Tensor,
                  scale: float, blur: Tensor | None, sigma: Tensor, rule: str, want_mean: bool) -> None:
         col, w = resize_taps(offset, length, n, src_len, flip)
         self.mean = item_major(col, w * (scale / n), src_len, with_rows=False) if want_mean else None
-        if blur is not None and bool(blur.any()):
-            s = torch.where(blur, sigma, torch.ones_like(sigma)).double()
-            ks = torch.where(blur, blur_kernel_size(n, s, rule), 1)  # one tap: no blur
-            col, w = blur_after_taps(col, w, gaussian_taps(s, ks))
         self.pos, self.w = item_major(col, w * scale if scale != 1.0 else w, src_len)
-        self.n = n
+        self.blur = blur if blur is not None and bool(blur.any()) else None
+        self.n, self.sigma, self.rule = n, sigma, rule
 
     def dense(self, it, src_len):
-        return dense_from_taps(self.pos[it], self.w[it], self.n, src_len)
+        a = dense_from_taps(self.pos[it], self.w[it], self.n, src_len)
+        if self.blur is not None:
+            sel = _subset(self.blur[it])
+            if sel is not None:
+                a[sel] = torch.bmm(blur_matrices(self.sigma[it][sel], self.n, self.rule), a[sel])
+        return a
 
     def colsum(self, it, src_len):
         return colsum_from_taps(self.mean[0][it], self.mean[1][it], src_len)

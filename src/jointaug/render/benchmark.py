@@ -319,13 +319,19 @@ def _jointaug_timers(x: torch.Tensor, out: int, device: str, gen_seed: int) -> l
     return timers
 
 
-def _sampling_timers(n: int, src: int, out: int) -> list[Timed]:
+def _sampling_timers(n: int, src: int, out: int, repeat: int = 5) -> list[Timed]:
+    """Sampling alone (``repeat`` batches per timing: the joint-law overhead is a small difference)."""
     hw = torch.tensor([[src, src]]).expand(n, 2)
     out_t = []
     for crop, pol in (("random", make_policy("simclr", size=out)),
                       ("joint", make_policy("simclr", crop="joint", blur="joint", beta=0.0, size=out))):
         g = torch.Generator().manual_seed(1)
-        out_t.append(Timed(f"sampling {crop}", lambda pol=pol, g=g: pol.sample(hw, g), n))
+
+        def step(pol=pol, g=g):
+            for _ in range(repeat):
+                pol.sample(hw, g)
+
+        out_t.append(Timed(f"sampling {crop}", step, n * repeat))
     return out_t
 
 

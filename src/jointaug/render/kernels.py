@@ -4,10 +4,10 @@ Crop + resize (+ flip) along one axis is a linear map from the source pixels of 
 output pixels: a matrix whose rows (output pixels) have a few non-zero columns. It is computed as
 *taps* (for every output pixel, K source columns and their weights, stored tap-major [K, M, n] so
 that every elementwise operation runs over all items and pixels at once) and expanded to dense
-[M, n, src] matrices for the batched matrix products. A Gaussian blur (reflect padding) after the
-resize is composed in tap form (:func:`blur_after_taps`): row i of blur-after-resize is the
-blur-weighted sum of the resize rows reflect(i + t - half), so the matrix of crop + resize + flip +
-blur costs no more than a resize with a wider kernel.
+[M, n, src] matrices for the batched matrix products. For small sources every crop's matrix is
+precomputed once (:func:`crop_table`) and looked up. A Gaussian blur (reflect padding) after the
+resize is a left factor B (:func:`blur_matrices`); for small kernels it is also available as
+pre-blurred basis tables (:func:`blur_basis_table`): B = sum_d t_d (S_d + S_-d).
 
 Resize weights follow PIL's / torch's antialiased bilinear resampling (``F.interpolate(...,
 mode="bilinear", antialias=True, align_corners=False)``): output pixel ``i`` of a crop of length
@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 BLUR_RULES = ("tenth", "3sigma")
@@ -114,27 +113,6 @@ def blur_matrices(sigma: Tensor, n: int, rule: str = "tenth", dtype: torch.dtype
     out = torch.zeros(m * n * n, dtype=dtype, device=sigma.device)
     out.scatter_add_(0, flat, taps[:, :, None].expand(m, kb, n).reshape(-1))
     return out.view(m, n, n)
-
-
-def blur_after_taps(col: Tensor, w: Tensor, taps: Tensor) -> tuple[Tensor, Tensor]:
-    """Taps of B @ A: a Gaussian blur (taps [M, Kb], reflect padding) after the map A (taps [K, M, n]).
-
-    Row ``i`` of the product is the blur-weighted sum of rows ``reflect(i + t - half)`` of A, so
-    its taps are those rows' taps, weighted; returns [K, Kb, M, n] taps (duplicate columns add up
-    when made dense; the columns are a strided view). Requires ``half <= n - 1`` (guaranteed by
-    :func:`blur_kernel_size`).
-    """
-    kb = taps.shape[1]
-    half = (kb - 1) // 2
-    K, m, n = col.shape
-    tw = taps.to(w.dtype).t()[None, :, :, None]  # [1, Kb, M, 1]
-    if half == 0:
-        return col[:, None], w[:, None] * tw
-    col_p = F.pad(col, (half, half), mode="reflect").contiguous()  # [K, M, n + 2 half]
-    w_p = F.pad(w, (half, half), mode="reflect").contiguous()
-    row = n + 2 * half
-    shape, strides = (K, kb, m, n), (m * row, 1, row, 1)  # window t of row i starts at i + t
-    return col_p.as_strided(shape, strides), w_p.as_strided(shape, strides) * tw
 
 
 def _per_item(x: int | Tensor, m: int, device) -> Tensor:
@@ -287,6 +265,6 @@ def taps_to_dense(col: Tensor, w: Tensor, src_len: int, scale: float = 1.0) -> T
 
 __all__ = [
     "BLUR_RULES", "blur_kernel_size", "gaussian_kernel1d", "gaussian_taps", "reflect_rows",
-    "blur_matrices", "blur_after_taps", "resize_taps", "item_major", "dense_from_taps", "colsum_from_taps",
+    "blur_matrices", "resize_taps", "item_major", "dense_from_taps", "colsum_from_taps",
     "taps_to_dense", "crop_table", "crop_index", "table_fits", "blur_basis_table",
 ]
