@@ -1,0 +1,176 @@
+"""Training throughput (images/s) and data-wait fraction of SimCLR, measured through the real trainer.
+
+CPU (default): SimCLR with ResNet-18 (CIFAR stem) and ConvNet-4 at 32 px on the synthetic set,
+batch 128, a few dozen steps each (the first ``--warmup`` steps are not counted)::
+
+    python benchmarks/bench_train.py                       # -> benchmarks/results/train_cpu.{json,md}
+
+GPU: ResNet-18 on CIFAR-10 (the shared JPEG copy), full epochs timed, data wait, and kNN accuracy
+after a short run (``--epochs``)::
+
+    python benchmarks/bench_train.py --device cuda --data folder \\
+        --data-dir ../shared/datasets/cifar10-jpg.tar.gz --models resnet18 --batch-size 512 --epochs 5
+
+What is measured (see jointaug.train.trainer): per step, data time = from asking for the batch
+until its views are ready on the device (indexing the in-memory uint8 images + batched rendering;
+CUDA synchronised); step time = data time + forward + backward + optimiser step until the loss is
+on the host. images/s = images of the global batch / step time (each image gives 2 views).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from jointaug.config import load_config
+from jointaug.train.logger import read_metrics
+from jointaug.train.trainer import train
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = {"resnet18": ["model.backbone=resnet18", "model.cifar_stem=true"],
+          "convnet4": ["model.backbone=convnet4", "model.backbone_kwargs.width=32"]}
+
+
+def _machine(device: str) -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
+            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def _data_overrides(args: argparse.Namespace) -> list[str]:
+    ov = [f"data.name={args.data}"]
+    if args.data_dir:
+        ov.append(f"data.root={args.data_dir}")
+    if args.limit:
+        ov.append(f"data.limit={args.limit}")
+    return ov
+
+
+def bench_steps(model: str, args: argparse.Namespace, out_dir: Path) -> dict:
+    """A short run of ``warmup + steps`` steps; throughput from the steps after the warm-up."""
+    ov = [*_data_overrides(args), *MODELS[model], f"optim.batch_size={args.batch_size}", "optim.epochs=100",
+          "optim.warmup_epochs=0", "aug.recipe=small", f"aug.size={args.size}", "train.log_every=1",
+          "data.num_workers=0", "method.params.temperature=0.2",
+          f"train.max_steps={args.warmup + args.steps}", "train.knn_every=0", "eval.final=false",
+          "train.tensorboard=false", "train.progress=false", "train.resume=false", f"train.device={args.device}",
+          f"train.out_dir={out_dir}", *args.overrides]
+    cfg = load_config(None, ov)
+    t0 = time.perf_counter()
+    summary = train(cfg)
+    wall = time.perf_counter() - t0
+    recs = [r for r in read_metrics(out_dir / "metrics.jsonl") if r["type"] == "step"][args.warmup:]
+    gb = args.batch_size
+    step_t = [gb / r["img_per_s"] for r in recs]
+    data_t = [r["data_wait"] * s for r, s in zip(recs, step_t)]
+    return {"model": model, "batch_size": gb, "image_size": args.size, "steps_timed": len(recs),
+            "images_per_s": gb * len(recs) / sum(step_t), "data_wait": sum(data_t) / sum(step_t),
+            "step_time_s_median": sorted(step_t)[len(step_t) // 2], "wall_s": wall,
+            "data_path": summary.get("data_path")}
+
+
+def bench_epochs(model: str, args: argparse.Namespace, out_dir: Path) -> dict:
+    """``--epochs`` full epochs with the kNN monitor: epoch times, data wait, kNN after the short run."""
+    ov = [*_data_overrides(args), *MODELS[model], f"optim.batch_size={args.batch_size}",
+          f"optim.epochs={args.epochs}", "optim.warmup_epochs=1", "aug.recipe=small", f"aug.size={args.size}",
+          "optim.name=sgd", "optim.lr=0.25", "optim.weight_decay=5e-4", "method.params.temperature=0.5",
+          "method.params.proj_hidden_dim=2048", f"train.knn_every={args.epochs}", "eval.linear=false",
+          "train.tensorboard=false", "train.progress=false", "train.resume=false", f"train.device={args.device}",
+          f"train.out_dir={out_dir}", "data.num_workers=8", *args.overrides]
+    cfg = load_config(None, ov)
+    summary = train(cfg)
+    epochs = [r for r in read_metrics(out_dir / "metrics.jsonl") if r["type"] == "epoch"]
+    steady = epochs[1:] or epochs
+    return {"model": model, "batch_size": args.batch_size, "epochs": len(epochs),
+            "epoch_train_time_s": [r["train_time"] for r in epochs],
+            "steady_epoch_time_s": sum(r["train_time"] for r in steady) / len(steady),
+            "images_per_s": sum(r["img_per_s"] for r in steady) / len(steady),
+            "data_wait": sum(r["data_wait"] for r in steady) / len(steady),
+            "knn_top1": summary.get("knn_top1"), "knn_history": summary.get("knn_history"),
+            "data_path": summary.get("data_path")}
+
+
+def _markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"# Training throughput ({result['mode']})", "",
+             f"Machine: {m['cpu']} ({m['cpu_count']} CPUs, torch threads {m['torch_threads']}), "
+             f"{m.get('gpu', 'no GPU')}; torch {m['torch']}, Python {m['python']}; "
+             f"load average at start {m['load_average_at_start']}.", "",
+             f"Command: `{result['command']}`", ""]
+    if result["mode"] == "steps":
+        lines += ["| model | batch | px | steps timed | images/s | data wait | median step (s) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in result["runs"]:
+            lines.append(f"| {r['model']} | {r['batch_size']} | {r['image_size']} | {r['steps_timed']} | "
+                         f"{r['images_per_s']:.1f} | {100 * r['data_wait']:.1f}% | {r['step_time_s_median']:.3f} |")
+    else:
+        lines += ["| model | batch | epochs | steady epoch (s) | images/s | data wait | kNN top-1 |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in result["runs"]:
+            knn = "n/a" if r["knn_top1"] is None else f"{r['knn_top1']:.2f}%"
+            lines.append(f"| {r['model']} | {r['batch_size']} | {r['epochs']} | {r['steady_epoch_time_s']:.2f} | "
+                         f"{r['images_per_s']:.0f} | {100 * r['data_wait']:.1f}% | {knn} |")
+    lines += ["", "images/s counts images (2 views each) per second of step time; data wait = time blocked on "
+              "the next batch (indexing + view rendering) / step time."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data", default="synthetic")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--models", default="resnet18,convnet4")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=24, help="timed steps per model")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--epochs", type=int, default=0, help="> 0: time full epochs (+ kNN) instead of steps")
+    p.add_argument("--out", default=None, help="result stem (default: benchmarks/results/train_<device>)")
+    p.add_argument("overrides", nargs="*", help="extra config overrides (key=value)")
+    args = p.parse_args()
+    if args.data != "synthetic" and not args.data_dir:
+        p.error(f"--data {args.data} needs --data-dir (e.g. ../shared/datasets/cifar10-jpg.tar.gz with --data folder)")
+    if args.data_dir and not Path(args.data_dir).exists():
+        p.error(f"--data-dir {args.data_dir} does not exist (the shared CIFAR-10 copy lives in "
+                "../shared/datasets/cifar10-jpg.tar.gz when present)")
+    mode = "epochs" if args.epochs > 0 else "steps"
+    result = {"mode": mode, "machine": _machine(args.device),
+              "command": "python benchmarks/bench_train.py " + " ".join(os.sys.argv[1:]), "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models.split(","):
+            if model not in MODELS:
+                p.error(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+            fn = bench_epochs if mode == "epochs" else bench_steps
+            r = fn(model, args, Path(tmp) / model)
+            print(json.dumps(r))
+            result["runs"].append(r)
+    stem = Path(args.out) if args.out else RESULTS / f"train_{args.device.split(':')[0]}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    md = _markdown(result)
+    stem.with_suffix(".md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
