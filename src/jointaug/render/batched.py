@@ -134,7 +134,12 @@ def _check_images_dtype(images: Tensor) -> None:
 
 # ---------------------------------------------------------------------------------------------- plans
 class _Axis:
-    """One axis (vertical or horizontal) of a group's crop + resize (+ flip) (+ blur) matrices."""
+    """One axis (vertical or horizontal) of a group's crop + resize (+ flip) (+ blur) matrices.
+
+    ``gain`` ([M] or None): a per-item factor the matrices leave out, folded into the colour map.
+    """
+
+    gain: Tensor | None = None
 
     def dense(self, it: slice | Tensor, src_len: int) -> Tensor:  # [items, n, src_len]
         raise NotImplementedError
@@ -145,7 +150,11 @@ class _Axis:
 
 class _TableAxis(_Axis):
     """Small sources: each item's matrix is looked up in a cached table of every crop. The blur is a
-    weighted sum of pre-blurred basis tables (small kernels) or one batched product (large ones)."""
+    weighted sum of pre-blurred basis tables (small kernels) or one batched product (large ones).
+
+    With basis tables the matrices are left divided by the centre tap ``t_0`` (one pass fewer);
+    ``gain`` [M] holds the factor the caller folds into the colour map (1 where not blurred).
+    """
 
     MAX_BASES = 4  # kernels of up to 2 * 3 + 1 taps use basis tables
 
@@ -155,26 +164,27 @@ class _TableAxis(_Axis):
         self.idx = crop_index(offset, length, flip, src_len)
         self.cidx = crop_index(offset, length, None, src_len)
         self.n, self.src_len, self.scale, self.rule, self.sigma = n, src_len, scale, rule, sigma
-        self.taps = self.blur = None
+        self.ratios = self.blur = None
+        self.gain = torch.ones(offset.shape[0], device=offset.device)
         if blur is not None and bool(blur.any()):
             s = torch.where(blur, sigma, torch.ones_like(sigma)).double()
             ks = torch.where(blur, blur_kernel_size(n, s, rule), 1)
-            taps = gaussian_taps(s, ks).float()  # [M, Kmax], centred; a single 1 where not blurred
-            if (taps.shape[1] + 1) // 2 <= self.MAX_BASES:
-                self.taps = taps
+            taps = gaussian_taps(s, ks)  # [M, Kmax], centred; a single 1 where not blurred
+            half = (taps.shape[1] - 1) // 2
+            if half + 1 <= self.MAX_BASES:
+                self.gain = taps[:, half].float()
+                self.ratios = (taps[:, half + 1:] / taps[:, half:half + 1]).float()  # t_d / t_0, d >= 1
             else:
                 self.blur = blur
 
     def dense(self, it, src_len):
         idx = self.idx[it]
         a = self.T.index_select(0, idx)  # [items, n, S]
-        if self.taps is not None:
-            taps = self.taps[it]
-            half = (taps.shape[1] - 1) // 2
-            a.mul_(taps[:, half, None, None])
-            for d in range(1, half + 1):
+        if self.ratios is not None:
+            ratios = self.ratios[it]
+            for d in range(1, ratios.shape[1] + 1):
                 basis = blur_basis_table(self.src_len, self.n, d, self.scale, idx.device)
-                a.add_(basis.index_select(0, idx).mul_(taps[:, half + d, None, None]))
+                a.add_(basis.index_select(0, idx).mul_(ratios[:, d - 1, None, None]))
         elif self.blur is not None:
             sel = _subset(self.blur[it])
             if sel is not None:
@@ -267,6 +277,9 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
             istd = st.istd.view(1, 3, 1).double()
             A64, K64 = A64 * istd, K64 * istd
             const = const - (st.mean * st.istd).view(1, 3, 1).double()
+        for ax in (y, x):  # factors the matrices leave out (blur centre taps)
+            if ax.gain is not None:
+                A64 = A64 * ax.gain.double()[:, None, None]
         A, K = torch.cat((A64, const), dim=2).float(), K64.float()
     return _Plan(views, oh, ow, y, x, blur, sigma, A, K, solarize, bool(solarize.any()))
 
