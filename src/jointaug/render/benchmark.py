@@ -360,6 +360,48 @@ def _clone(p: ViewParams) -> ViewParams:
     return ViewParams(out_hw=list(p.out_hw), extra={k: v.clone() for k, v in p.extra.items()}, **kw)
 
 
+# ---------------------------------------------------------------------------------------------- profile
+def profile_fast(x: torch.Tensor, out: int, rounds: int = 3) -> dict:
+    """Where the time of a fast-mode render goes: CPU microseconds per pair, stage by stage.
+
+    Re-runs the steps of :func:`render_views` (same private functions, same chunks) with a timer
+    around each; the stages add up to about one render.
+    """
+    from . import batched as B
+
+    n, _, h, w = x.shape
+    pol = make_policy("simclr", size=out)
+    params = pol.sample(torch.tensor([[h, w]]).expand(n, 2), torch.Generator().manual_seed(0))
+    st = B._settings("fast", IMAGENET_MEAN, IMAGENET_STD, "tenth", torch.float32, None, x.device)
+    acc: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[[], object]) -> object:
+        t = time.process_time()
+        r = fn()
+        acc[name] = acc.get(name, 0.0) + time.process_time() - t
+        return r
+
+    for rep in range(rounds + 1):
+        if rep == 1:
+            acc.clear()
+        timed("sampling (policy.sample)", lambda rep=rep: pol.sample(torch.tensor([[h, w]]).expand(n, 2),
+                                                                   torch.Generator().manual_seed(rep)))
+        plans = timed("per-batch plan (matrices' indices, colour maps)", lambda: [
+            B._plan(params, views, oh, ow, st, x.device, (h, w), 1.0 / 255)
+            for (oh, ow), views in B._view_groups(params.out_hw)])
+        outs = B._alloc_outputs(n, params.out_hw, st, x.device)
+        step = B._chunk_size(st, x.shape[1], h, w, params.out_hw, x.device)
+        for s0 in range(0, n, step):
+            rows = slice(s0, min(n, s0 + step))
+            for plan in plans:
+                ys, m = timed("geometry (uint8->float, matrices, blur, 2 matmuls, means)",
+                              lambda plan=plan, rows=rows: B._geometry(x[rows], plan, rows, 1.0, st))
+                timed("photometric (3x4 colour map, clamp, write)",
+                      lambda plan=plan, rows=rows, ys=ys, m=m, outs=outs: B._photometric(
+                          ys, m, plan, params, rows, outs, st))
+    return {k: 1e6 * v / rounds / n for k, v in acc.items()}
+
+
 # ---------------------------------------------------------------------------------------------- run
 def tune_glibc_malloc() -> dict | None:
     """Keep freed memory in the process (glibc malloc): no page faults on every fresh output tensor.
@@ -477,6 +519,11 @@ def run(
         row["ratios"] = _ratios(row["pairs_per_s"])
         row["ratios_cpu_time"] = _ratios(row["cpu_pairs_per_s"])
         result["cases"].append(row)
+    c32 = next((c for c in cases if c.src == 32 and c.out == 32), None)
+    if c32 is not None:
+        arrays, _ = benchmark_images(c32.batch, 32, cifar_path)
+        xp = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        result["profile_fast_32"] = profile_fast(xp, 32, rounds=1 if quick else 3)
     n_diff = 64 if quick else 512
     diff_imgs, diff_src = benchmark_images(n_diff, 32, cifar_path)
     xd = torch.from_numpy(np.stack(diff_imgs)).permute(0, 3, 1, 2).contiguous()
@@ -616,6 +663,12 @@ def markdown(result: dict, command: str) -> str:
     for k, v in d.items():
         if isinstance(v, dict):
             lines.append(f"| {k} | {v['mean']:.2f} | {v['p99']:.1f} | {v['max']:.1f} |")
+    prof = result.get("profile_fast_32")
+    if prof:
+        lines += ["", "Where the time goes (fast mode, 32 px, process CPU time per pair):", "",
+                  "| stage | us / pair |", "|---|---:|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in prof.items()]
+        lines.append(f"| total | {sum(prof.values()):.1f} |")
     s = result.get("summary", {})
     if s.get("met"):
         lines += ["", "Targets (32 px, ratios from this run):", "", "| target | this run | met |", "|---|---:|---|"]
