@@ -40,6 +40,7 @@ import torch
 from ..sampling.params import ViewParams, fields
 from ..sampling.recipes import make_policy
 from .batched import render_views
+from .kernels import blur_kernel_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -130,11 +131,6 @@ def benchmark_images(n: int, size: int, cifar: Path | None) -> tuple[list[np.nda
 
 
 # ---------------------------------------------------------------------------------------------- PIL
-def _tenth_kernel(out: int) -> int:
-    k = int(0.1 * out)
-    return max(3, k + 1 if k % 2 == 0 else k)
-
-
 class PILPipeline:
     """SimCLR's view pipeline on one PIL image at a time, as torchvision's transforms run it.
 
@@ -245,7 +241,7 @@ def kornia_pipeline(out: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
         import kornia.augmentation as K
     except ImportError:
         return None
-    k = _tenth_kernel(out)
+    k = blur_kernel_size(out)  # the same kernel rule as jointaug's renderer
     aug = torch.nn.Sequential(
         K.RandomResizedCrop((out, out), scale=SCALE, ratio=RATIO),
         K.RandomHorizontalFlip(p=FLIP_P),
