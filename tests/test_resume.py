@@ -76,7 +76,7 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path: Path) -> None:
     b = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    mom_a = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
-    mom_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
-    assert len(mom_a) == len(mom_b) > 0 and all(torch.equal(x, y) for x, y in zip(mom_a, mom_b))
+    opt_a = [t for st in a["optimizer"]["state"].values() for t in st.values()]
+    opt_b = [t for st in b["optimizer"]["state"].values() for t in st.values()]
+    assert len(opt_a) == len(opt_b) > 0 and all(torch.equal(x, y) for x, y in zip(opt_a, opt_b))
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])

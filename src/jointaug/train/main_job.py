@@ -150,6 +150,18 @@ def _pairs_png(out: Path, cfg_by_label: dict[str, Any], n_images: int = 6, seed:
     n = min(n_images, len(ds))
     picks = torch.linspace(0, len(ds) - 1, n).long().tolist()
     images = [ds[i][0] for i in picks]
+    try:  # the analysis package's gallery (captions with the realised area ratio) when it is there
+        from jointaug.analysis.pairs import make_gallery
+    except ImportError:
+        make_gallery = None
+    if make_gallery is not None:
+        classes = list(getattr(ds, "classes", []))
+        names = [classes[int(ds[i][1])] if 0 <= int(ds[i][1]) < len(classes) else f"#{i}" for i in picks]
+        policies = [build_policy(cfg) for cfg in cfg_by_label.values()]
+        for label, pol in zip(cfg_by_label, policies):
+            pol.name = label
+        make_gallery(images, names, policies, out / "pairs.png", seed=seed, mode=first.aug.mode)
+        return "pairs.png"
     cols: list[tuple[str, list[Any]]] = [("image", [im.permute(1, 2, 0).numpy() for im in images])]
     for label, cfg in cfg_by_label.items():
         bv = BatchViews(build_policy(cfg), mode=cfg.aug.mode, mean=None, std=None)
