@@ -18,8 +18,10 @@ def test_run_quick_writes_the_run_folder(tmp_path: Path, capsys) -> None:
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| RandomCrop |" in printed and "| J-Crop(0) |" in printed and "kNN top-1" in printed
+    assert "| untrained (initial weights) |" in printed
     result = json.loads((out / "metrics.json").read_text())
     runs = {r["label"]: r for r in result["runs"]}
+    assert 0 <= result["untrained"]["knn_top1"] <= 100
     assert set(runs) == {"RandomCrop", "J-Crop(0)"}
     assert "J-Crop" in runs["J-Crop(0)"]["policy"] and "J-Crop" not in runs["RandomCrop"]["policy"]
     for r in runs.values():

@@ -8,7 +8,9 @@ initial weights and the same colour/flip draws: only the crop law differs.
 
 The run folder (``runs/<timestamp>/`` or ``--out``) holds: ``random-crop/`` and ``j-crop/`` (each
 a training run: config, metrics.jsonl, TensorBoard events, checkpoint, summary.json),
-``metrics.json`` (both summaries), ``table.md``, ``loss.png``, ``knn.png`` and ``pairs.png``.
+``metrics.json`` (both summaries and the untrained baseline), ``table.md``, ``loss.png``,
+``knn.png`` and ``pairs.png``. The table ends with the accuracy of the untrained initial weights
+(shared by both runs), so what training added is visible.
 Running it again with the same ``--out`` resumes unfinished runs from their checkpoints.
 """
 
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["POLICIES", "add_arguments", "format_table", "main", "run_comparison"]
+__all__ = ["POLICIES", "add_arguments", "evaluate_initial", "format_table", "main", "run_comparison"]
 
 #: (label, folder, config overrides) of the two compared policies
 POLICIES: list[tuple[str, str, list[str]]] = [
@@ -102,7 +104,7 @@ def _epoch_records(run_dir: Path) -> list[dict[str, Any]]:
     return [r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("type") == "epoch"]
 
 
-def _plots(out: Path, rows: list[dict[str, Any]]) -> list[str]:
+def _plots(out: Path, rows: list[dict[str, Any]], baseline: dict[str, Any] | None = None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,10 +118,8 @@ def _plots(out: Path, rows: list[dict[str, Any]]) -> list[str]:
             recs = [x for x in _epoch_records(Path(r["out_dir"])) if x.get(key) is not None]
             if recs:
                 ax.plot([x["epoch"] for x in recs], [x[key] for x in recs], marker="o", ms=3, label=r["label"])
-        if key == "knn_top1":
-            for r in rows:
-                if r.get("knn_top1") is not None:
-                    ax.axhline(r["knn_top1"], ls=":", lw=0.8, color="gray")
+        if key == "knn_top1" and baseline and baseline.get("knn_top1") is not None:
+            ax.axhline(baseline["knn_top1"], ls=":", lw=1.0, color="gray", label="untrained")
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -184,6 +184,17 @@ def _pairs_png(out: Path, cfg_by_label: dict[str, Any], n_images: int = 6, seed:
     return "pairs.png"
 
 
+def evaluate_initial(cfg: Any) -> dict[str, Any]:
+    """kNN and linear accuracy of the untrained backbone (the seeded initial weights both runs start from)."""
+    from jointaug.train.trainer import Trainer
+
+    t = Trainer(cfg)
+    t.setup()
+    res = t.final_evaluation()
+    return {"label": "untrained (initial weights)", "knn_top1": res.get("knn_top1"),
+            "linear_top1": res.get("linear_top1"), "train_time_s": None, "images_per_s": None, "data_wait": None}
+
+
 def run_comparison(out: Path, recipe: str, overrides: list[str]) -> dict[str, Any]:
     """Train and evaluate both policies into ``out``; write metrics.json, table.md, plots, pairs."""
     from jointaug.config import config_to_yaml, load_config
@@ -197,6 +208,7 @@ def run_comparison(out: Path, recipe: str, overrides: list[str]) -> dict[str, An
                                      + config_to_yaml(cfgs[POLICIES[0][0]]))
     rows: list[dict[str, Any]] = []
     t_all = time.perf_counter()
+    baseline = evaluate_initial(cfgs[POLICIES[0][0]])
     for label, _, _ in POLICIES:
         print(f"== {label}: training ({cfgs[label].optim.epochs} epochs) ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
@@ -206,10 +218,10 @@ def run_comparison(out: Path, recipe: str, overrides: list[str]) -> dict[str, An
         print(f"== {label}: kNN {_fmt(summary.get('knn_top1'), '.2f')}%  linear "
               f"{_fmt(summary.get('linear_top1'), '.2f')}%  ({summary['wall_time_s']:.0f} s)",
               file=sys.stderr, flush=True)
-    table = format_table(rows)
+    table = format_table([*rows, baseline])
     files = ["metrics.json", "table.md"]
     try:
-        files += _plots(out, rows)
+        files += _plots(out, rows, baseline)
     except Exception as exc:  # plots are a convenience: never lose the results over them
         print(f"jointaug run: note: plots skipped ({exc})", file=sys.stderr)
     try:
@@ -218,7 +230,7 @@ def run_comparison(out: Path, recipe: str, overrides: list[str]) -> dict[str, An
             files.append(png)
     except Exception as exc:
         print(f"jointaug run: note: example pairs skipped ({exc})", file=sys.stderr)
-    result = {"recipe": recipe, "overrides": overrides, "runs": rows,
+    result = {"recipe": recipe, "overrides": overrides, "runs": rows, "untrained": baseline,
               "total_wall_time_s": time.perf_counter() - t_all, "table": table, "files": files}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "table.md").write_text(table + "\n")

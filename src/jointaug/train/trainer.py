@@ -383,11 +383,15 @@ class Trainer:
             if self._own_pg and jd.is_dist():
                 dist.destroy_process_group()
 
+    def setup(self) -> None:
+        """Build data, view policy, model (seeded initial weights), optimiser and schedule."""
+        self._build_data()
+        self._build_model()
+
     def _fit(self) -> dict[str, Any]:
         cfg = self.cfg
         t_setup = time.perf_counter()
-        self._build_data()
-        self._build_model()
+        self.setup()
         self.epoch = self.step_in_epoch = self.global_step = 0
         self.epoch_acc: dict[str, float] = {}
         self.totals: dict[str, float] = {"step_time": 0.0, "data_time": 0.0, "images": 0.0}
