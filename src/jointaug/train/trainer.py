@@ -156,9 +156,9 @@ class Trainer:
         backbone = build_backbone(cfg.model.backbone, cifar_stem=bool(cfg.model.cifar_stem),
                                   **OmegaConf.to_container(cfg.model.backbone_kwargs))
         method = build_method(cfg.method.name, backbone, **OmegaConf.to_container(cfg.method.params))
-        if self.world > 1 and cfg.model.sync_bn:
-            method = jd.convert_sync_batchnorm(method)
         method = method.to(self.device)
+        if self.world > 1 and cfg.model.sync_bn:  # after the move: native SyncBatchNorm on CUDA
+            method = jd.convert_sync_batchnorm(method).to(self.device)
         if cfg.train.channels_last:
             method = method.to(memory_format=torch.channels_last)
         self.method = method
