@@ -37,16 +37,11 @@ def config_get(config: dict[str, Any], dotted: str, default: Any = _MISSING) -> 
 
 
 def load_checkpoint_dict(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with clear errors for a missing/foreign/incomplete file."""
+    """The trainer's checkpoint loader (``weights_only=True``) plus checks that model and config are there."""
+    from jointaug.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, map_location)
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt file or a pickle with arbitrary objects
-        raise ValueError(f"checkpoint {path} cannot be loaded with weights_only=True: {exc}") from exc
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
     for key in ("model", "config"):
         if key not in ckpt:
             raise KeyError(f"checkpoint {path} has no {key!r} entry (found: {', '.join(map(str, ckpt))})")
