@@ -7,17 +7,22 @@ arranged (side by side, nested, in a line of three, in a triangle). Parts recur 
 and with a triangle in a third), so a crop holding one part, or even two, is ambiguous while the
 whole object is not: the parts-versus-whole situation of the JointCrop paper's elephant.
 
-Nuisance factors, all drawn independently of the class: object position, scale and orientation;
-each part's own rotation, size jitter, colour (random, so colour says nothing about the class),
-shading and optional stripes; a background of two-octave colour noise with optional stripes,
-2 to 4 distractor shapes (small copies of the same part types and thin lines, behind the object)
-and per-pixel noise. The 10 classes are balanced exactly (counts differ by at most one).
+Nuisance factors, all drawn independently of the class: object position, scale (half-extent 38-46%
+of the side, so the parts span most of the frame and a crop still sees parts) and tilt (+-30
+degrees around a horizontal layout; flips do the rest); each part's own rotation and size jitter;
+the object's colour (dark or light, with a random tint; a nested inner part takes the complement);
+mild shading; 0 to 2 faint thin lines behind the object (never a part shape) and per-pixel noise.
+The background is low-information and drawn from one shared distribution: a mid-grey base tone
+with a slight tint, a gentle linear gradient and faint smooth noise. Nothing in it identifies an
+image strongly (version 1 had high-contrast stripes and colour noise that did, and SimCLR learnt
+those instead of the objects). The 10 classes are balanced exactly (counts differ by at most one).
 
 Determinism: one ``numpy.random.Generator(PCG64(seed))``; rendering uses only +, -, *, /, sqrt,
 floor, min/max and comparisons (no sin/cos/exp, which differ between maths libraries in the
 last bit), so the bytes are the same on every machine. Rotations use the rational
-parametrisation cos = (1-t^2)/(1+t^2), sin = 2t/(1+t^2) with t in [-tan(pi/8), tan(pi/8)] plus a
-random quarter turn (angle density uneven by at most 17%). Edges are antialiased analytically
+parametrisation cos = (1-t^2)/(1+t^2), sin = 2t/(1+t^2): for parts t in [-tan(pi/8), tan(pi/8)]
+plus a random quarter turn (angle density uneven by at most 17%), for the object's tilt t in
+[-0.27, 0.27] alone. Edges are antialiased analytically
 from signed distances (cheaper than rendering at 2x and downsampling).
 """
 
@@ -35,7 +40,7 @@ from .cache import ArrayWriter, default_cache_dir, entry_stem, load_entry, load_
 __all__ = ["PART_TYPES", "SYNTHETIC_CLASSES", "SYNTHETIC_VERSION", "build_synthetic", "make_synthetic"]
 
 #: Bumped whenever the generator's output changes (part of the cache key).
-SYNTHETIC_VERSION = 1
+SYNTHETIC_VERSION = 2
 
 PART_TYPES = ("disc", "square", "triangle", "ring", "bar", "cross")
 _LINE = 6  # a thin bar, used only for distractors
@@ -71,26 +76,43 @@ _SPECS = (
 #: Class names, in label order.
 SYNTHETIC_CLASSES = [s.name for s in _SPECS]
 
-_N_DISTRACT = 4
+# Generator parameters (changing any of them changes the bytes: bump SYNTHETIC_VERSION)
+_N_DISTRACT = 2  # distractor slots (faint thin lines), each present with probability _P_DISTRACT
+_P_DISTRACT = 0.5
+_DISTRACT_CONTRAST = 0.3  # distractor colour: 0.5 +- this / 2 per channel
+_SCALE = (0.38, 0.46)  # object half-extent, fraction of the side
+_P_STRIPE = 0.0  # striped parts (version 1: 0.3; stripes are per-instance texture noise)
+_OBJ_TILT = 0.27  # object tilt: t = tan(angle / 2) in [-0.27, 0.27], about +-30 degrees
+_COL_TINT = 0.12  # per-channel tint around the object's dark or light level
+_SHADE = 0.1  # linear shading across a part, +- this
+_BG_GREY = 0.1  # background base tone 0.5 +- this / 2
+_BG_TINT = 0.04  # per-channel background tint
+_BG_GRAD = 0.1  # at most this change of level across the image (linear gradient)
+_BG_NOISE = 0.04  # smooth 4x4 value noise, +- this / 2
+_PIXEL_NOISE = 0.04  # per-pixel noise, +- this / 2
 _CHUNK = 256  # images rendered at once (fixed: part of the definition of the random stream)
 _TAN_PI8 = 0.41421356237309503
 _SQRT3_2 = 0.8660254037844386
 _QUARTER = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], dtype=np.float64)  # (cos, sin) of k * 90 deg
 
 
-def _rotations(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _rotations(rng: np.random.Generator, shape: tuple[int, ...], tilt: float = _TAN_PI8, quarter: bool = True
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Random (cos, sin) pairs without trigonometric functions (see module docstring)."""
-    t = (rng.random(shape) * 2.0 - 1.0) * _TAN_PI8
+    t = (rng.random(shape) * 2.0 - 1.0) * tilt
     den = 1.0 + t * t
     c0, s0 = (1.0 - t * t) / den, 2.0 * t / den
+    if not quarter:
+        return c0, s0
     q = _QUARTER[rng.integers(0, 4, size=shape)]
     return c0 * q[..., 0] - s0 * q[..., 1], s0 * q[..., 0] + c0 * q[..., 1]
 
 
 def _colours(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Saturated random colours: each channel in [0, 0.25) or [0.75, 1] (so parts stand out)."""
-    u = rng.random(shape + (3,))
-    return np.where(u < 0.5, u * 0.5, 0.5 + u * 0.5)
+    """Random tinted colours, dark or light (so parts stand out from the mid-grey background)."""
+    u = rng.random(shape + (1,))
+    level = np.where(u < 0.5, 0.1 + u * 0.3, 0.6 + u * 0.3)  # dark [0.1, 0.25) or light [0.75, 0.9]
+    return np.clip(level + (rng.random(shape + (3,)) - 0.5) * _COL_TINT, 0.0, 1.0)
 
 
 def _sdf(kind: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -138,31 +160,29 @@ def _draw_params(rng: np.random.Generator, labels: np.ndarray, size: int) -> tup
     """All random shape parameters for the images, in drawing order; also the object boxes."""
     n = labels.shape[0]
     slots: list[_Shapes] = []
-    # distractors (behind the object)
-    present = rng.random((_N_DISTRACT, n)) < 0.7
-    present[:2] = True  # at least two
-    kinds = rng.integers(0, 7, size=(_N_DISTRACT, n))
-    kinds = np.where(present, kinds, -1)
+    # distractors (behind the object): 0 to _N_DISTRACT short thin lines, low contrast
+    present = rng.random((_N_DISTRACT, n)) < _P_DISTRACT
+    kinds = np.where(present, _LINE, -1)
     pos = rng.random((_N_DISTRACT, n, 2)) * size
-    rad = (0.04 + 0.05 * rng.random((_N_DISTRACT, n))) * size
-    rad = np.where(kinds == _LINE, rad * 2.2, rad)
+    rad = (0.05 + 0.05 * rng.random((_N_DISTRACT, n))) * size
     dc, ds = _rotations(rng, (_N_DISTRACT, n))
-    dcol = _colours(rng, (_N_DISTRACT, n))
-    dstripe = rng.random((_N_DISTRACT, n)) < 0.3
-    dshade = rng.random((_N_DISTRACT, n)) * 0.4 - 0.2
+    dcol = 0.5 + (rng.random((_N_DISTRACT, n, 3)) - 0.5) * _DISTRACT_CONTRAST
+    nostripe = np.zeros((_N_DISTRACT, n), dtype=bool)
+    noshade = np.zeros((_N_DISTRACT, n))
     for j in range(_N_DISTRACT):
-        slots.append(_Shapes(kinds[j], pos[j, :, 0], pos[j, :, 1], rad[j], dc[j], ds[j], dcol[j], dstripe[j],
-                             dshade[j]))
+        slots.append(_Shapes(kinds[j], pos[j, :, 0], pos[j, :, 1], rad[j], dc[j], ds[j], dcol[j], nostripe[j],
+                             noshade[j]))
     # the object
-    scale = (0.26 + 0.1 * rng.random(n)) * size  # object half-extent in pixels
-    centre = size * 0.5 + (rng.random((n, 2)) * 2.0 - 1.0) * (0.5 * size - scale[:, None] * 0.85)
-    oc, os_ = _rotations(rng, (n,))
-    jitter = (rng.random((3, n, 2)) * 2.0 - 1.0) * 0.07
-    rjit = 0.87 + 0.26 * rng.random((3, n))
+    scale = (_SCALE[0] + (_SCALE[1] - _SCALE[0]) * rng.random(n)) * size  # object half-extent in pixels
+    centre = size * 0.5 + (rng.random((n, 2)) * 2.0 - 1.0) * np.maximum(0.5 * size - scale[:, None] * 0.9, 0.04 * size)
+    oc, os_ = _rotations(rng, (n,), _OBJ_TILT, quarter=False)
+    jitter = (rng.random((3, n, 2)) * 2.0 - 1.0) * 0.05
+    rjit = 0.9 + 0.2 * rng.random((3, n))
     pc, ps = _rotations(rng, (3, n))
     pcol = _colours(rng, (3, n))
-    pstripe = rng.random((3, n)) < 0.3
-    pshade = rng.random((3, n)) * 0.5 - 0.25
+    pcol[1:] = pcol[:1]  # one colour per object (a nested inner part takes the complement below)
+    pstripe = rng.random((3, n)) < _P_STRIPE
+    pshade = (rng.random((3, n)) * 2.0 - 1.0) * _SHADE
     order_u = rng.random((n, 3))
     kind = np.full((3, n), -1, dtype=np.int64)
     lx = np.zeros((3, n))
@@ -249,21 +269,16 @@ def _blend_shapes(canvas: np.ndarray, sh: _Shapes, sel: np.ndarray, kind: int, p
 def _render_chunk(rng: np.random.Generator, slots: list[_Shapes], size: int) -> np.ndarray:
     """Render one chunk of images as uint8 [n, 3, size, size]."""
     n = slots[0].kind.shape[0]
-    coarse = (0.3 + 0.4 * rng.random((n, 4, 4, 3))).astype(np.float32)
-    fine = ((rng.random((n, 9, 9, 3)) - 0.5) * 0.16).astype(np.float32)
-    img = _upsample(coarse, size) + _upsample(fine, size)
-    px = np.arange(size, dtype=np.float32) + np.float32(0.5)
-    X, Y = px[None, None, :], px[None, :, None]  # pixel centres
-    # background stripes on about half of the images
-    bst = rng.random(n) < 0.5
-    bc, bs = _rotations(rng, (n,))
-    period = (3.0 + 4.0 * rng.random(n)) * (size / 32.0)
-    sel = np.flatnonzero(bst)
-    if sel.size:
-        proj = (X * bc[sel, None, None].astype(np.float32) + Y * bs[sel, None, None].astype(np.float32))
-        phase = proj / period[sel, None, None].astype(np.float32)
-        band = (phase - np.floor(phase)) < 0.5
-        img[sel] += np.where(band, np.float32(0.06), np.float32(-0.06))[..., None]
+    # background: a greyish base tone, a gentle linear gradient and faint smooth noise
+    grey = 0.5 + (rng.random((n, 1)) - 0.5) * _BG_GREY
+    base = (grey + (rng.random((n, 3)) - 0.5) * _BG_TINT).astype(np.float32)
+    gc, gs = _rotations(rng, (n,))
+    gamp = (rng.random(n) * _BG_GRAD / size).astype(np.float32)
+    px = np.arange(size, dtype=np.float32) + np.float32(0.5) - np.float32(0.5 * size)
+    X, Y = px[None, None, :], px[None, :, None]  # pixel centres relative to the image centre
+    grad = (X * gc[:, None, None].astype(np.float32) + Y * gs[:, None, None].astype(np.float32)) * gamp[:, None, None]
+    coarse = ((rng.random((n, 4, 4, 3)) - 0.5) * _BG_NOISE).astype(np.float32)
+    img = base[:, None, None, :] + grad[..., None] + _upsample(coarse, size)
     pad = size // 2 + 2
     canvas = np.zeros((n, size + 2 * pad, size + 2 * pad, 3), dtype=np.float32)
     canvas[:, pad:pad + size, pad:pad + size] = img
@@ -273,7 +288,7 @@ def _render_chunk(rng: np.random.Generator, slots: list[_Shapes], size: int) -> 
             if sel.size:
                 _blend_shapes(canvas, sh, sel, kind, pad)
     img = canvas[:, pad:pad + size, pad:pad + size]
-    img += ((rng.random(img.shape, dtype=np.float32) - np.float32(0.5)) * np.float32(0.08))
+    img += ((rng.random(img.shape, dtype=np.float32) - np.float32(0.5)) * np.float32(_PIXEL_NOISE))
     out = np.clip(np.floor(img * np.float32(255.0) + np.float32(0.5)), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
