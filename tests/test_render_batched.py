@@ -129,6 +129,20 @@ def test_boxes_outside_the_image_and_3sigma_rule():
         assert mx < 1e-4, (mode, mx)
 
 
+@pytest.mark.parametrize("sigma_max", [1.3, 2.0])  # 3sigma kernels up to 9 taps (basis tables), up to 13 (products)
+def test_table_path_blur_folded_into_the_matrices(sigma_max):
+    """Fast mode folds the blur into the looked-up matrices: pre-blurred basis tables weighted per
+    view (kernels up to 9 taps) or a product with the blur matrices (longer ones); both equal the
+    reference's blur after the resize, as does exact mode's separate blur."""
+    p = _only(P, "blur")
+    p.blur_sigma = torch.empty_like(p.blur_sigma).uniform_(0.1, sigma_max, generator=torch.Generator().manual_seed(5))
+    p.blur_apply = torch.rand(p.blur_apply.shape, generator=torch.Generator().manual_seed(6)) < 0.6
+    ref = _reference(X, p, blur_kernel="3sigma")
+    for mode in ("fast", "exact"):
+        mean, mx = _diff(render_views(X, p, mode=mode, blur_kernel="3sigma"), ref)
+        assert mx < 1e-4, (mode, sigma_max, mean, mx)
+
+
 def test_normalisation_and_float_input():
     mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
     for mode in ("exact", "fast"):

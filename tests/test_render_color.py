@@ -9,6 +9,7 @@ import torch
 
 from jointaug.render.color import (
     EXACT_OPS,
+    GRAY_WEIGHTS,
     adjust_hue,
     fast_color_matrices,
     gray,
@@ -87,6 +88,31 @@ def test_fast_gray_and_composition_order():
     A, K = fast_color_matrices(*args, order, torch.tensor([True, True]), torch.tensor([False, False]))
     torch.testing.assert_close(A[0], A[1])
     torch.testing.assert_close(K[0], K[1])
+
+
+def test_fast_color_matrices_equal_the_composed_products():
+    """The elementwise composition equals the plain one: op matrices multiplied in the sampled order."""
+    g = torch.Generator().manual_seed(3)
+    m = 64
+    b, c, s = (torch.rand(m, generator=g) * 1.6 + 0.2 for _ in range(3))
+    h = torch.rand(m, generator=g) * 0.8 - 0.4
+    order = torch.argsort(torch.rand(m, 4, generator=g), dim=-1)
+    apply, to_gray = torch.rand(m, generator=g) < 0.8, torch.rand(m, generator=g) < 0.3
+    A, K = fast_color_matrices(b, c, s, h, order, apply, to_gray)
+    luma = torch.tensor(GRAY_WEIGHTS, dtype=torch.float64).expand(3, 3)
+    eye = torch.eye(3, dtype=torch.float64)
+    for i in range(m):
+        a, k = eye.clone(), torch.zeros(3, 3, dtype=torch.float64)
+        if apply[i]:
+            for op in order[i].tolist():
+                bi, ci, si = float(b[i]), float(c[i]), float(s[i])
+                P = [bi * eye, ci * eye, si * eye + (1 - si) * luma, hue_rotation_matrices(h[i:i + 1])[0]][op]
+                shift = (1 - ci) * luma @ (a + k) if op == 1 else 0.0
+                a, k = P @ a, P @ k + shift
+        if to_gray[i]:
+            a, k = luma @ a, luma @ k
+        torch.testing.assert_close(A[i], a, atol=1e-12, rtol=0)
+        torch.testing.assert_close(K[i], k, atol=1e-12, rtol=0)
 
 
 def test_hue_rotation_keeps_grays_and_is_a_rotation():

@@ -11,12 +11,16 @@ from jointaug.render.kernels import (
     blur_basis_table,
     blur_kernel_size,
     blur_matrices,
+    colsum_window_index,
+    colsum_window_table,
     crop_index,
     crop_table,
     gaussian_kernel1d,
     gaussian_taps,
     resize_taps,
     taps_to_dense,
+    window_index,
+    window_table,
 )
 from jointaug.render.reference import crop_zero_padded
 
@@ -124,6 +128,30 @@ def test_crop_table_lookup_matches_construction():
     want = taps_to_dense(col, w, S, 0.5)
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(CS[crop_index(x0, L, None, S)], want.sum(1) / n, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("S,n", [(20, 16), (32, 32), (9, 24)])
+def test_window_tables_equal_the_crop_table(S, n):
+    """Every crop (offset, length, flip) and blur basis looked up in the windowed tables (the crop at
+    offset 0 shifted) equals the full crop table, bit for bit; the column-sum rows too."""
+    L = torch.cat([torch.full((S - l + 1,), l) for l in range(1, S + 1)])
+    x0 = torch.cat([torch.arange(S - l + 1) for l in range(1, S + 1)])
+    T, CS = crop_table(S, n, 0.5)
+    for d in range(3):
+        full = T if d == 0 else blur_basis_table(S, n, d, 0.5)
+        for flip in (False, True):
+            f = torch.full_like(L, flip, dtype=torch.bool)
+            want = full[crop_index(x0, L, f, S)]  # [crops, n, S]
+            cols = window_table(S, n, d, 0.5, transpose=True).index_select(0, window_index(x0, L, f, S, n, True))
+            assert torch.equal(cols.view(-1, S, n), want.transpose(1, 2))
+        want = full[crop_index(x0, L, None, S)]
+        idx = window_index(x0, L, None, S, n, colsum=True)  # [crops, n + 1]
+        rows = window_table(S, n, d, 0.5, colsum=True).index_select(0, idx.reshape(-1)).view(-1, n + 1, S)
+        assert torch.equal(rows[:, :n], want)
+        cs = CS[crop_index(x0, L, None, S)] if d == 0 else torch.zeros_like(rows[:, n])
+        torch.testing.assert_close(rows[:, n], cs, atol=1e-7, rtol=0)
+    cs = colsum_window_table(S, n, 0.5).index_select(0, colsum_window_index(x0, L, S))
+    torch.testing.assert_close(cs, CS[crop_index(x0, L, None, S)], atol=1e-7, rtol=0)
 
 
 def test_bad_crop_length_raises():

@@ -31,24 +31,25 @@ from ..sampling.params import ViewParams
 from .color import fast_color_matrices, gray, shift_hue
 from .kernels import (
     BLUR_RULES,
-    blur_basis_table,
     blur_kernel_size,
     blur_matrices,
     colsum_from_taps,
-    crop_index,
-    crop_table,
+    colsum_window_index,
+    colsum_window_table,
     dense_from_taps,
     gaussian_taps,
     item_major,
     resize_taps,
     table_fits,
+    window_index,
+    window_table,
 )
 
 MODES = ("fast", "exact")
 SOLARIZE_THRESHOLD = 128 / 255 - 1e-5  # the reference's threshold (see reference.py)
 #: working-set target of one chunk (bytes): large enough to amortise per-op overheads on CPU (about
-#: 128 images at 32 px), much larger on GPU
-CPU_CHUNK_BYTES = 16 << 20
+#: 64 images at 32 px: measured best between 48 and 64 on a 2 MB-L2 Xeon), much larger on GPU
+CPU_CHUNK_BYTES = 7 << 20
 GPU_CHUNK_BYTES = 1 << 30
 
 
@@ -60,6 +61,8 @@ class _Settings:
     rule: str
     out_dtype: torch.dtype
     chunk_size: int | None
+    lo: tuple[float, ...] = (0.0, 0.0, 0.0)  # the image of [0, 1] per channel (normalised space)
+    hi: tuple[float, ...] = (1.0, 1.0, 1.0)
 
 
 def _settings(mode: str, mean, std, blur_kernel: str, out_dtype, chunk_size, device) -> _Settings:
@@ -87,7 +90,11 @@ def _settings(mode: str, mean, std, blur_kernel: str, out_dtype, chunk_size, dev
             raise ValueError(f"normalisation std must be positive, got {std!r}")
         m = mean_t.float().view(1, 3, 1).to(device)
         istd = (1.0 / std_t).float().view(1, 3, 1).to(device)
-    return _Settings(mode, m, istd, blur_kernel, out_dtype, chunk_size)
+    st = _Settings(mode, m, istd, blur_kernel, out_dtype, chunk_size)
+    if mean is not None:
+        st.lo = tuple((-mean_t / std_t).tolist())
+        st.hi = tuple(((1.0 - mean_t) / std_t).tolist())
+    return st
 
 
 def _check_params(params: ViewParams, n: int) -> None:
@@ -136,63 +143,90 @@ def _check_images_dtype(images: Tensor) -> None:
 class _Axis:
     """One axis (vertical or horizontal) of a group's crop + resize (+ flip) (+ blur) matrices.
 
-    ``gain`` ([M] or None): a per-item factor the matrices leave out, folded into the colour map.
+    ``dense`` gives each item's matrix [n, src_len], or its transpose [src_len, n] when
+    ``transpose`` (the horizontal axis: the right factor of the second product, laid out so that
+    the BLAS reads it without a transposition). ``gain`` ([M] or None): a per-item factor the
+    matrices leave out, folded into the colour map.
     """
 
     gain: Tensor | None = None
+    transpose: bool = False
 
-    def dense(self, it: slice | Tensor, src_len: int) -> Tensor:  # [items, n, src_len]
+    def dense(self, it: slice | Tensor, src_len: int) -> Tensor:  # [items, n, src_len] (or transposed)
         raise NotImplementedError
 
     def colsum(self, it: slice | Tensor, src_len: int) -> Tensor:  # [items, src_len], un-blurred, / n
         raise NotImplementedError
 
+    def _blur_dense(self, a: Tensor, sel: Tensor | None, sigma: Tensor) -> Tensor:
+        """Left-multiply the items ``sel`` of ``a`` by their blur matrices (right, transposed)."""
+        if sel is None:
+            return a
+        b = blur_matrices(sigma, self.n, self.rule)
+        if self.transpose:
+            a[sel] = torch.bmm(a[sel], b.transpose(1, 2))
+        else:  # rows beyond n (column sums) are not blurred
+            a[sel, :self.n] = torch.bmm(b, a[sel, :self.n])
+        return a
+
+
+def _blur_taps(blur: Tensor, sigma: Tensor, n: int, rule: str) -> tuple[Tensor, Tensor]:
+    """Centre taps ``t_0`` [M] and ratios ``t_d / t_0`` [M, D] of the blur of an axis of ``n``
+    output pixels (1 and 0 where not blurred)."""
+    s = torch.where(blur, sigma, torch.ones_like(sigma)).double()
+    ks = torch.where(blur, blur_kernel_size(n, s, rule), 1)
+    taps = gaussian_taps(s, ks)  # [M, Kmax], centred; a single 1 where not blurred
+    half = (taps.shape[1] - 1) // 2
+    return taps[:, half].float(), (taps[:, half + 1:] / taps[:, half:half + 1]).float()
+
 
 class _TableAxis(_Axis):
-    """Small sources: each item's matrix is looked up in a cached table of every crop. The blur is a
-    weighted sum of pre-blurred basis tables (small kernels) or one batched product (large ones).
+    """Small sources: each item's matrix is looked up (rows copied by ``index_select``) in cached
+    window tables of every crop (:func:`~jointaug.render.kernels.window_table`, small enough to
+    stay in cache). The blur is a weighted sum of pre-blurred basis tables (small kernels) or one
+    batched product (large ones).
 
-    With basis tables the matrices are left divided by the centre tap ``t_0`` (one pass fewer);
-    ``gain`` [M] holds the factor the caller folds into the colour map (1 where not blurred).
+    With basis tables the matrices are left divided by the centre tap ``t_0``; ``gain`` [M] holds
+    the factor the caller folds into the colour map (1 where not blurred).
     """
 
-    MAX_BASES = 4  # kernels of up to 2 * 3 + 1 taps use basis tables
+    MAX_BASES = 4  # kernels of up to 2 * 4 + 1 taps use basis tables
 
     def __init__(self, offset: Tensor, length: Tensor, flip: Tensor | None, n: int, src_len: int, scale: float,
-                 blur: Tensor | None, sigma: Tensor, rule: str) -> None:
-        self.T, self.CS = crop_table(src_len, n, scale, offset.device)
-        self.idx = crop_index(offset, length, flip, src_len)
-        self.cidx = crop_index(offset, length, None, src_len)
+                 blur: Tensor | None, sigma: Tensor, rule: str, transpose: bool = False, colsum: bool = False,
+                 taps: tuple[Tensor, Tensor] | None = None) -> None:
+        dev = offset.device
+        self.index = window_index(offset, length, flip, src_len, n, transpose, colsum)  # [M] or [M, n (+1)]
+        self.rows = n + colsum
+        self.cindex = colsum_window_index(offset, length, src_len)
         self.n, self.src_len, self.scale, self.rule, self.sigma = n, src_len, scale, rule, sigma
-        self.ratios = self.blur = None
-        self.gain = torch.ones(offset.shape[0], device=offset.device)
+        self.transpose = transpose
+        self.ratios = self.blur = self.gain = None
+        bases = 0
         if blur is not None and bool(blur.any()):
-            s = torch.where(blur, sigma, torch.ones_like(sigma)).double()
-            ks = torch.where(blur, blur_kernel_size(n, s, rule), 1)
-            taps = gaussian_taps(s, ks)  # [M, Kmax], centred; a single 1 where not blurred
-            half = (taps.shape[1] - 1) // 2
-            if half + 1 <= self.MAX_BASES:
-                self.gain = taps[:, half].float()
-                self.ratios = (taps[:, half + 1:] / taps[:, half:half + 1]).float()  # t_d / t_0, d >= 1
+            gain, ratios = taps if taps is not None else _blur_taps(blur, sigma, n, rule)
+            if ratios.shape[1] <= self.MAX_BASES:
+                bases, self.gain, self.ratios = ratios.shape[1], gain, ratios
             else:
                 self.blur = blur
+        self.tables = [window_table(src_len, n, d, scale, dev, transpose, colsum) for d in range(bases + 1)]
+        self.cs_table = colsum_window_table(src_len, n, scale, dev)
 
     def dense(self, it, src_len):
-        idx = self.idx[it]
-        a = self.T.index_select(0, idx)  # [items, n, S]
+        idx = self.index[it].reshape(-1)
+        k = idx.shape[0] if self.transpose else idx.shape[0] // self.rows
+        a = self.tables[0].index_select(0, idx).view(k, -1)
         if self.ratios is not None:
             ratios = self.ratios[it]
-            for d in range(1, ratios.shape[1] + 1):
-                basis = blur_basis_table(self.src_len, self.n, d, self.scale, idx.device)
-                a.add_(basis.index_select(0, idx).mul_(ratios[:, d - 1, None, None]))
-        elif self.blur is not None:
-            sel = _subset(self.blur[it])
-            if sel is not None:
-                a[sel] = torch.bmm(blur_matrices(self.sigma[it][sel], self.n, self.rule), a[sel])
+            for d in range(1, len(self.tables)):
+                a.addcmul_(self.tables[d].index_select(0, idx).view(k, -1), ratios[:, d - 1:d])
+        a = a.view(k, *((self.src_len, self.n) if self.transpose else (self.rows, self.src_len)))
+        if self.blur is not None:
+            a = self._blur_dense(a, _subset(self.blur[it]), self.sigma[it][self.blur[it]])
         return a
 
     def colsum(self, it, src_len):
-        return self.CS.index_select(0, self.cidx[it])
+        return self.cs_table.index_select(0, self.cindex[it])
 
 
 class _TapAxis(_Axis):
@@ -200,19 +234,22 @@ class _TapAxis(_Axis):
     the blurred items is one batched product per chunk."""
 
     def __init__(self, offset: Tensor, length: Tensor, flip: Tensor | None, n: int, src_len: Tensor,
-                 scale: float, blur: Tensor | None, sigma: Tensor, rule: str, want_mean: bool) -> None:
+                 scale: float, blur: Tensor | None, sigma: Tensor, rule: str, want_mean: bool,
+                 transpose: bool = False, colsum: bool = False) -> None:
         col, w = resize_taps(offset, length, n, src_len, flip)
-        self.mean = item_major(col, w * (scale / n), src_len, with_rows=False) if want_mean else None
-        self.pos, self.w = item_major(col, w * scale if scale != 1.0 else w, src_len)
+        self.mean = item_major(col, w * (scale / n), src_len, with_rows=False) if want_mean or colsum else None
+        self.pos, self.w = item_major(col, w * scale if scale != 1.0 else w, src_len, transpose=transpose)
         self.blur = blur if blur is not None and bool(blur.any()) else None
-        self.n, self.sigma, self.rule = n, sigma, rule
+        self.n, self.sigma, self.rule, self.transpose, self.with_colsum = n, sigma, rule, transpose, colsum
 
     def dense(self, it, src_len):
         a = dense_from_taps(self.pos[it], self.w[it], self.n, src_len)
+        if self.transpose:
+            a = a.view(-1, src_len, self.n)
+        elif self.with_colsum:
+            a = torch.cat((a, self.colsum(it, src_len)[:, None]), dim=1)
         if self.blur is not None:
-            sel = _subset(self.blur[it])
-            if sel is not None:
-                a[sel] = torch.bmm(blur_matrices(self.sigma[it][sel], self.n, self.rule), a[sel])
+            a = self._blur_dense(a, _subset(self.blur[it]), self.sigma[it][self.blur[it]])
         return a
 
     def colsum(self, it, src_len):
@@ -226,19 +263,26 @@ class _Plan:
     views: list[int]
     oh: int
     ow: int
-    y: _Axis  # vertical matrices (input scale folded in)
-    x: _Axis  # horizontal matrices (flip folded in)
+    y: _Axis  # vertical matrices [oh, H] (input scale folded in; fast mode: + a row of column sums / oh)
+    x: _Axis  # horizontal matrices, transposed [W, ow] (flip folded in)
     blur: Tensor  # [M] bool
     sigma: Tensor  # [M] float32
-    A: Tensor | None  # [M, 3, 4] float32 fast colour map: 3x3 matrix, constant column (normalisation folded in)
+    A: Tensor | None  # [M, 3, 3] float32 fast colour map (normalisation and blur gains folded in)
+    const: Tensor | None  # [M, 3, 1] float32 fast constant term (normalisation)
     K: Tensor | None  # [M, 3, 3] float32 contrast-offset matrix (times the channel means)
     solarize: Tensor  # [M] bool
     any_solarize: bool
 
 
-def _group_field(params: ViewParams, name: str, views: list[int], device) -> Tensor:
-    t = getattr(params, name)[:, views]
-    return t.reshape(-1, *t.shape[2:]).to(device)
+def _group_fields(params: ViewParams, names: tuple[str, ...], views: list[int], device) -> dict[str, Tensor]:
+    """The fields ``names`` of the group's views, flattened to items (image-major) on ``device``."""
+    every = views == list(range(params.num_views))
+    out = {}
+    for name in names:
+        t = getattr(params, name)
+        t = t if every else t[:, views]
+        out[name] = t.reshape(-1, *t.shape[2:]).to(device)
+    return out
 
 
 def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings, device,
@@ -250,38 +294,44 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
     """
     vg = len(views)
     fast = st.mode == "fast"
-    box = torch.round(_group_field(params, "box", views, device).double()).long()  # [M, 4]
+    names = ("box", "flip", "blur_apply", "blur_sigma", "solarize")
+    if fast:
+        names += ("brightness", "contrast", "saturation", "hue", "color_order", "color_apply", "gray")
+    g = _group_fields(params, names, views, device)
+    box = torch.round(g["box"].double()).long()  # [M, 4]
     hw = params.image_hw.to(device).long().repeat_interleave(vg, dim=0)  # [M, 2]
-    flip = _group_field(params, "flip", views, device)
-    blur = _group_field(params, "blur_apply", views, device)
-    sigma = _group_field(params, "blur_sigma", views, device).float()
-    solarize = _group_field(params, "solarize", views, device)
+    blur, sigma, solarize = g["blur_apply"], g["blur_sigma"].float(), g["solarize"]
     fold = blur if fast else None  # fast mode folds the blur into the matrices
 
-    def axis(off: Tensor, length: Tensor, f: Tensor | None, n: int, side: int | None, src: Tensor, sc: float):
+    taps: dict[int, tuple[Tensor, Tensor]] = {}  # blur taps per output side (shared by the axes)
+
+    def axis(off: Tensor, length: Tensor, f: Tensor | None, n: int, side: int | None, src: Tensor, sc: float,
+             transpose: bool, colsum: bool) -> _Axis:
         if side is not None and table_fits(side, n) and bool(((off >= 0) & (off + length <= side)).all()):
-            return _TableAxis(off, length, f, n, side, sc, fold, sigma, st.rule)
-        return _TapAxis(off, length, f, n, src, sc, fold, sigma, st.rule, fast)
+            if fold is not None and n not in taps and bool(fold.any()):
+                taps[n] = _blur_taps(fold, sigma, n, st.rule)
+            return _TableAxis(off, length, f, n, side, sc, fold, sigma, st.rule, transpose, colsum, taps.get(n))
+        return _TapAxis(off, length, f, n, src, sc, fold, sigma, st.rule, fast, transpose, colsum)
 
     sh, sw = (src_hw if src_hw is not None else (None, None))
-    y = axis(box[:, 1], box[:, 3], None, oh, sh, hw[:, 0], scale)
-    x = axis(box[:, 0], box[:, 2], flip, ow, sw, hw[:, 1], 1.0)
-    A = K = None
+    # fast mode: the vertical matrices carry an extra row, their column sums (for the channel means)
+    y = axis(box[:, 1], box[:, 3], None, oh, sh, hw[:, 0], scale, False, fast)
+    x = axis(box[:, 0], box[:, 2], g["flip"], ow, sw, hw[:, 1], 1.0, True, False)
+    A = K = const = None
     if fast:
-        g = {k: _group_field(params, k, views, device) for k in
-             ("brightness", "contrast", "saturation", "hue", "color_order", "color_apply", "gray")}
         A64, K64 = fast_color_matrices(g["brightness"], g["contrast"], g["saturation"], g["hue"],
                                        g["color_order"], g["color_apply"], g["gray"])
-        const = torch.zeros(A64.shape[0], 3, 1, dtype=torch.float64, device=device)
+        const = torch.zeros(A64.shape[0], 3, 1, device=device)
+        rows = torch.ones(1, 3, 1, dtype=torch.float64, device=device)  # per-row factors of the colour map
         if st.mean is not None:  # fold the normalisation into the colour map
-            istd = st.istd.view(1, 3, 1).double()
-            A64, K64 = A64 * istd, K64 * istd
-            const = const - (st.mean * st.istd).view(1, 3, 1).double()
+            rows = st.istd.view(1, 3, 1).double()
+            K64 = K64 * rows
+            const = const - (st.mean * st.istd).view(1, 3, 1)
         for ax in (y, x):  # factors the matrices leave out (blur centre taps)
             if ax.gain is not None:
-                A64 = A64 * ax.gain.double()[:, None, None]
-        A, K = torch.cat((A64, const), dim=2).float(), K64.float()
-    return _Plan(views, oh, ow, y, x, blur, sigma, A, K, solarize, bool(solarize.any()))
+                rows = rows * ax.gain.double()[:, None, None]
+        A, K = (A64 * rows).float(), K64.float().contiguous()
+    return _Plan(views, oh, ow, y, x, blur, sigma, A, const, K, solarize, bool(solarize.any()))
 
 
 def _items(rows: slice | Tensor, vg: int) -> slice | Tensor:
@@ -297,48 +347,92 @@ def _subset(mask: Tensor) -> Tensor | None:
     return idx if idx.numel() else None
 
 
+class _Work:
+    """Buffers of one view group for chunks of ``k`` images of C channels, reused chunk after chunk
+    (no allocation per chunk), and the per-channel views of them the products write into.
+
+    The float input ``x`` [k, C, H, W], the vertical products ``t`` [C, k, Vg * rows, W] (``rows``
+    = oh, + 1 in fast mode: the column-sum row) and the views ``y`` [C (+ 1), k * Vg, oh * ow] are
+    channel-major, so every product writes its result where the next one reads it (no permuting
+    copy). In fast mode ``y`` has a last channel of ones (the colour map's constant column rides in
+    its product) and ``scratch`` [k * Vg, 3, oh * ow] holds the colour-mapped pixels, clamped in
+    place, until they are copied out. ``geometry=False``: only ``y`` and ``scratch`` (list path).
+    """
+
+    def __init__(self, k: int, C: int, H: int, W: int, plan: _Plan, fast: bool, device,
+                 geometry: bool = True) -> None:
+        vg, oh, ow = len(plan.views), plan.oh, plan.ow
+        f32 = dict(dtype=torch.float32, device=device)
+        self.k, self.C, self.H, self.W, self.plan, self.fast, self.device = k, C, H, W, plan, fast, device
+        self.rows = oh + fast
+        self.x = self.t = None
+        if geometry:
+            self.x = torch.empty(k, C, H, W, **f32)
+            self.t = torch.empty(C, k, vg * self.rows, W, **f32)
+            self.x_c = [self.x[:, c] for c in range(C)]
+            self.t_c = [self.t[c] for c in range(C)]
+            self.t_rows = [t.view(k * vg, self.rows, W)[:, :oh] for t in self.t_c]  # the views' rows
+            self.q = self.t.view(C, k * vg, self.rows, W)[:, :, oh] if fast else None  # column-sum rows
+        self.y = torch.empty(C + fast, k * vg, oh * ow, **f32)
+        self.y_c = [self.y[c].view(k * vg, oh, ow) for c in range(C)]
+        self.scratch = None
+        if fast:
+            self.y[C].fill_(1.0)
+            self.src = self.y.transpose(0, 1)  # [k*vg, C + 1, P]: the colour map's right operand
+            self.scratch = torch.empty(k * vg, 3, oh * ow, **f32)
+            sv = self.scratch.view(k, vg, 3, oh * ow)
+            self.scratch_v = [sv[:, v] for v in range(vg)]
+        self._smaller: dict[int, _Work] = {}
+
+    def for_chunk(self, k: int) -> _Work:
+        """The buffers for a chunk of ``k`` images (a smaller last chunk gets its own, kept)."""
+        if k == self.k:
+            return self
+        if k not in self._smaller:
+            self._smaller[k] = _Work(k, self.C, self.H, self.W, self.plan, self.fast, self.device,
+                                     self.x is not None)
+        return self._smaller[k]
+
+
 # ---------------------------------------------------------------------------------------------- geometry
-def _geometry(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _Settings
-              ) -> tuple[list[Tensor], Tensor | None]:
+def _geometry(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _Settings,
+              work: _Work | None = None) -> tuple[Tensor, Tensor | None]:
     """Crop + resize (+ flip, + blur in fast mode) of images ``x`` [k, C, H, W] for the plan's views.
 
-    ``rows`` selects the plan's images. Returns per view a tensor [k, oh, C, ow] (rows, channels,
-    columns) and, in fast mode, the channel means [k * Vg, C, 1] of the un-blurred views.
-    ``scale`` multiplies the input on top of what the plan folded in (list path: 1/255 for uint8).
+    ``rows`` selects the plan's images. Returns the views channel-major, [C, k * Vg, oh * ow]
+    (fast mode: [C + 1, ...], the last channel ones; ``work.y``) and, in fast mode, the channel
+    means [k * Vg, C, 1] of the un-blurred views. ``scale`` multiplies the input on top of what the
+    plan folded in (list path: 1/255 for uint8). ``work``: buffers for this chunk (None: fresh).
     """
     k, C, H, W = x.shape
-    vg, oh, ow = len(plan.views), plan.oh, plan.ow
+    vg = len(plan.views)
+    fast = st.mode == "fast"
     it = _items(rows, vg)
-    xh = torch.empty(k, H, C, W, dtype=torch.float32, device=x.device)
-    xh.copy_(x.permute(0, 2, 1, 3))  # one pass: layout [k, H, C, W] and float32
-    ay = plan.y.dense(it, H)  # [k*vg, oh, H]
+    if work is None:
+        work = _Work(k, C, H, W, plan, fast, x.device)
+    work.x.copy_(x)  # float32
+    ay = plan.y.dense(it, H)  # [k*vg, oh (+ 1: column sums in fast mode), H]
     if scale != 1.0:
         ay = ay * scale
-    ax = plan.x.dense(it, W)  # [k*vg, ow, W]
+    axt = plan.x.dense(it, W)  # [k*vg, W, ow]
+    ay = ay.view(k, vg * work.rows, H)
+    for c in range(C):  # per channel: the products write channel-major results, no permuting copy
+        torch.bmm(ay, work.x_c[c], out=work.t_c[c])  # [k, vg*rows, W]: the rows of every view
+        torch.bmm(work.t_rows[c], axt, out=work.y_c[c])  # [k*vg, oh, ow]
     m = None
-    if st.mode == "fast":
-        csy, csx = plan.y.colsum(it, H), plan.x.colsum(it, W)
-        q = torch.bmm(csy.view(k, vg, H), xh.view(k, H, C * W))  # [k, vg, C*W]
-        if scale != 1.0:
-            q = q * scale
-        m = torch.bmm(q.view(k * vg, C, W), csx.reshape(k * vg, W, 1))  # [k*vg, C, 1]
-    t = torch.bmm(ay.view(k, vg * oh, H), xh.view(k, H, C * W))  # [k, vg*oh, C*W]
-    ax = ax.view(k, vg, ow, W)
-    ys = [torch.bmm(t[:, v * oh:(v + 1) * oh].reshape(k, oh * C, W), ax[:, v].transpose(1, 2)).view(k, oh, C, ow)
-          for v in range(vg)]
-    return ys, m
+    if fast:  # channel means csy^T X_c csx: the column-sum rows of t times the column sums of x
+        m = (work.q * plan.x.colsum(it, W)).sum(-1).t().unsqueeze(2)  # [k*vg, C, 1]
+    return work.y, m
 
 
 # ---------------------------------------------------------------------------------------------- photometric
 def _clamp_(y: Tensor, st: _Settings) -> None:
-    """Clamp ``y`` [k, 3, P] to the image of [0, 1] (per channel when normalising)."""
+    """Clamp ``y`` [k, 3, P] in place to the image of [0, 1] (per channel when normalising)."""
     if st.mean is None:
         y.clamp_(0.0, 1.0)
         return
-    lo = (-st.mean * st.istd).flatten().tolist()
-    hi = ((1.0 - st.mean) * st.istd).flatten().tolist()
     for c in range(3):
-        y[:, c].clamp_(lo[c], hi[c])
+        y[:, c].clamp_(st.lo[c], st.hi[c])
 
 
 def _solarize_(y: Tensor, sel: Tensor | None, st: _Settings) -> None:
@@ -356,28 +450,23 @@ def _solarize_(y: Tensor, sel: Tensor | None, st: _Settings) -> None:
     y[sel] = raw if st.mean is None else (raw - st.mean) * st.istd
 
 
-def _photometric_fast(ys: list[Tensor], m: Tensor, plan: _Plan, rows: slice, outs: list[Tensor],
+def _photometric_fast(work: _Work, m: Tensor, plan: _Plan, rows: slice, outs: list[Tensor],
                       st: _Settings) -> None:
-    """One 3x4 map per view (colour, grayscale, contrast offset, normalisation), then clamp, solarize."""
-    vg = len(plan.views)
-    k, oh, C, ow = ys[0].shape
-    P = oh * ow
+    """One 3x4 map per view (colour, grayscale, contrast offset, normalisation): one product for
+    every view of the chunk (``work.y``, last channel ones) into ``work.scratch``, clamp (in
+    cache), copy out, solarize."""
+    C, vg, k = work.C, len(plan.views), work.k
     it = _items(rows, vg)
-    off = torch.bmm(plan.K[it], m.expand(k * vg, 3, 1) if C == 1 else m)  # [k*vg, 3, 1]
-    amap = plan.A[it].clone()
-    amap[:, :, 3:] += off
+    bias = torch.baddbmm(plan.const[it], plan.K[it], m.expand(k * vg, 3, 1) if C == 1 else m)  # [k*vg, 3, 1]
+    amap = plan.A[it]
     if C == 1:  # gray input: the three channels are equal
-        amap = torch.cat((amap[:, :, :3].sum(dim=2, keepdim=True), amap[:, :, 3:]), dim=2)
-    amap = amap.view(k, vg, 3, C + 1)
-    # the source gets a row of ones: the constant column rides in the same product
-    src = torch.empty(k, C + 1, P, dtype=torch.float32, device=ys[0].device)
-    src[:, C].fill_(1.0)
+        amap = amap.sum(dim=2, keepdim=True)
+    torch.bmm(torch.cat((amap, bias), dim=2), work.src, out=work.scratch)
+    _clamp_(work.scratch, st)  # in cache, every view at once
     sol = plan.solarize[it].view(k, vg) if plan.any_solarize else None
-    for v, (y, out) in enumerate(zip(ys, outs)):
-        src[:, :C].view(k, C, oh, ow).copy_(y.permute(0, 2, 1, 3))
-        res = out.view(k, 3, P)
-        torch.bmm(amap[:, v], src, out=res)
-        _clamp_(res, st)
+    for v, out in enumerate(outs):
+        res = out.view(k, 3, -1)
+        res.copy_(work.scratch_v[v])
         if sol is not None:
             _solarize_(res, _subset(sol[:, v]), st)
 
@@ -431,15 +520,14 @@ def _color_jitter_exact_(work: Tensor, apply: Tensor, order: Tensor, factors: li
     return work.index_select(0, torch.argsort(cur))
 
 
-def _photometric_exact(ys: list[Tensor], plan: _Plan, params: ViewParams, rows: slice, outs: list[Tensor],
+def _photometric_exact(y: Tensor, plan: _Plan, params: ViewParams, rows: slice, outs: list[Tensor],
                        st: _Settings) -> None:
     vg, oh, ow = len(plan.views), plan.oh, plan.ow
-    k = ys[0].shape[0]
-    dev = ys[0].device
+    k = y.shape[1] // vg
+    dev = y.device
     it = _items(rows, vg)
     work = torch.empty(k, vg, 3, oh, ow, dtype=torch.float32, device=dev)
-    for v, y in enumerate(ys):
-        work[:, v].copy_(y.permute(0, 2, 1, 3).expand(k, 3, oh, ow))
+    work.copy_(y.view(-1, k, vg, oh, ow).permute(1, 2, 0, 3, 4).expand(k, vg, 3, oh, ow))
     work = work.view(k * vg, 3, oh, ow)
 
     def field(name: str) -> Tensor:
@@ -470,15 +558,16 @@ def _photometric_exact(ys: list[Tensor], plan: _Plan, params: ViewParams, rows: 
         _normalize_(res, st)
 
 
-def _photometric(ys: list[Tensor], m: Tensor | None, plan: _Plan, params: ViewParams, rows: slice,
+def _photometric(work: _Work, m: Tensor | None, plan: _Plan, params: ViewParams, rows: slice,
                  outs: list[Tensor], st: _Settings) -> None:
-    """Colour, grayscale, (exact: blur), solarize and normalise the views of images ``rows``."""
+    """Colour, grayscale, (exact: blur), solarize and normalise the views ``work.y`` (channel-major,
+    see :func:`_geometry`) of images ``rows``."""
     o = [outs[v][rows] for v in plan.views]
     tmp = [t if t.dtype == torch.float32 else torch.empty(t.shape, device=t.device) for t in o]
     if st.mode == "fast":
-        _photometric_fast(ys, m, plan, rows, tmp, st)
+        _photometric_fast(work, m, plan, rows, tmp, st)
     else:
-        _photometric_exact(ys, plan, params, rows, tmp, st)
+        _photometric_exact(work.y, plan, params, rows, tmp, st)
     for t, dst in zip(tmp, o):
         if t is not dst:
             dst.copy_(t)
@@ -486,9 +575,13 @@ def _photometric(ys: list[Tensor], m: Tensor | None, plan: _Plan, params: ViewPa
 
 # ---------------------------------------------------------------------------------------------- public API
 def _chunk_size(st: _Settings, C: int, H: int, W: int, out_hw: list[tuple[int, int]], device) -> int:
+    """Images per chunk: the working set of one chunk (input, products, views, matrices) about
+    ``CPU_CHUNK_BYTES`` (``GPU_CHUNK_BYTES`` on CUDA)."""
     if st.chunk_size is not None:
         return st.chunk_size
-    per_image = 4 * (2 * C * H * W + sum(3 * (h * (W + 2 * w) + h * w) for h, w in out_hw))
+    # per view: vertical products, views (+ ones), colour-mapped scratch, both matrices (floats)
+    per_view = sum(C * (h + 1) * W + (C + 4) * h * w + (h + 1) * H + W * w for h, w in out_hw)
+    per_image = 4 * (C * H * W + per_view)
     budget = GPU_CHUNK_BYTES if torch.device(device).type == "cuda" else CPU_CHUNK_BYTES
     return max(4, min(4096, budget // max(per_image, 1)))
 
@@ -535,13 +628,15 @@ def render_views(
     scale = 1.0 / 255.0 if images.dtype == torch.uint8 else 1.0
     plans = [_plan(params, views, oh, ow, st, device, (H, W), scale)
              for (oh, ow), views in _view_groups(params.out_hw)]
-    step = _chunk_size(st, c, H, W, params.out_hw, device)
+    step = min(n, _chunk_size(st, c, H, W, params.out_hw, device))
+    works = [_Work(step, c, H, W, plan, st.mode == "fast", device) for plan in plans]
     for s in range(0, n, step):
         rows = slice(s, min(n, s + step))
         x = images[rows]
-        for plan in plans:
-            ys, m = _geometry(x, plan, rows, 1.0, st)
-            _photometric(ys, m, plan, params, rows, outs, st)
+        for plan, work in zip(plans, works):
+            work = work.for_chunk(rows.stop - rows.start)
+            _, m = _geometry(x, plan, rows, 1.0, st, work)
+            _photometric(work, m, plan, params, rows, outs, st)
     return outs
 
 
@@ -601,16 +696,18 @@ def render_views_list(
             stacks.append((x, gi, gi - rows.start, 1.0 / 255.0 if dtype == torch.uint8 else 1.0))
         for plan in plans:
             vg, oh, ow = len(plan.views), plan.oh, plan.ow
-            ys = [torch.empty(k, oh, 3, ow, dtype=torch.float32, device=device) for _ in range(vg)]
-            m = torch.empty(k * vg, 3, 1, dtype=torch.float32, device=device) if st.mode == "fast" else None
+            fast = st.mode == "fast"
+            work = _Work(k, 3, 0, 0, plan, fast, device, geometry=False)
+            y = work.y.view(-1, k, vg, oh, ow)
+            m = torch.empty(k * vg, 3, 1, dtype=torch.float32, device=device) if fast else None
             for x, gi, local, scale in stacks:
-                ys_g, m_g = _geometry(x, plan, gi, scale, st)
-                for y, yg in zip(ys, ys_g):
-                    y.index_copy_(0, local, yg.expand(-1, -1, 3, -1))
+                y_g, m_g = _geometry(x, plan, gi, scale, st)
+                c = x.shape[1]
+                y[:3].index_copy_(1, local, y_g[:c].view(c, -1, vg, oh, ow).expand(3, -1, -1, -1, -1))
                 if m is not None:
-                    m.view(k, vg, 3).index_copy_(0, local, m_g.view(-1, vg, m_g.shape[1]).expand(-1, -1, 3))
+                    m.view(k, vg, 3).index_copy_(0, local, m_g.view(-1, vg, c).expand(-1, -1, 3))
             # batched photometric stage over the chunk
-            _photometric(ys, m, plan, params, rows, outs, st)
+            _photometric(work, m, plan, params, rows, outs, st)
     return outs
 
 

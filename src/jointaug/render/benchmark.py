@@ -382,19 +382,22 @@ def profile_fast(x: torch.Tensor, out: int, rounds: int = 3) -> dict:
             acc.clear()
         timed("sampling (policy.sample)", lambda rep=rep: pol.sample(torch.tensor([[h, w]]).expand(n, 2),
                                                                    torch.Generator().manual_seed(rep)))
-        plans = timed("per-batch plan (matrices' indices, colour maps)", lambda: [
-            B._plan(params, views, oh, ow, st, x.device, (h, w), 1.0 / 255)
-            for (oh, ow), views in B._view_groups(params.out_hw)])
+        plan_key = "per-batch plan (matrices' indices, colour maps, buffers)"
+        plans = timed(plan_key, lambda: [B._plan(params, views, oh, ow, st, x.device, (h, w), 1.0 / 255)
+                                         for (oh, ow), views in B._view_groups(params.out_hw)])
         outs = B._alloc_outputs(n, params.out_hw, st, x.device)
-        step = B._chunk_size(st, x.shape[1], h, w, params.out_hw, x.device)
+        step = min(n, B._chunk_size(st, x.shape[1], h, w, params.out_hw, x.device))
+        works = timed(plan_key, lambda step=step, plans=plans: [B._Work(step, x.shape[1], h, w, plan, True, x.device)
+                                                              for plan in plans])
         for s0 in range(0, n, step):
             rows = slice(s0, min(n, s0 + step))
-            for plan in plans:
-                ys, m = timed("geometry (uint8->float, matrices, blur, 2 matmuls, means)",
-                              lambda plan=plan, rows=rows: B._geometry(x[rows], plan, rows, 1.0, st))
+            for plan, work in zip(plans, works):
+                work = work.for_chunk(rows.stop - rows.start)
+                _, m = timed("geometry (uint8->float, matrix lookup + blur, 2 matmuls, means)",
+                             lambda plan=plan, rows=rows, work=work: B._geometry(x[rows], plan, rows, 1.0, st, work))
                 timed("photometric (3x4 colour map, clamp, write)",
-                      lambda plan=plan, rows=rows, ys=ys, m=m, outs=outs: B._photometric(
-                          ys, m, plan, params, rows, outs, st))
+                      lambda plan=plan, rows=rows, m=m, outs=outs, work=work: B._photometric(
+                          work, m, plan, params, rows, outs, st))
     return {k: 1e6 * v / rounds / n for k, v in acc.items()}
 
 

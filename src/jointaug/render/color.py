@@ -140,6 +140,11 @@ def fast_color_matrices(
     the current image, an affine function of ``m`` once the intermediate clamps are dropped. Ops
     compose in ``order`` [M, 4] (they no longer commute exactly: the hue rotation changes luma).
     Returns ``A`` and ``K``, both [M, 3, 3] float64.
+
+    Every op is ``a I + 1 (b g^T + c 1^T) + d X`` (X: cross product with the gray axis over sqrt(3);
+    the hue rotation is ``cos I + (1 - cos) / 3 11^T + sin X``), so the composition runs as a few
+    elementwise operations over all items at once, with [A | K] held item-last ([3, 6, M]):
+    batched matrix calls on 3x3 matrices cost a call per matrix.
     """
     dev = brightness.device
     n = brightness.shape[0]
@@ -148,25 +153,33 @@ def fast_color_matrices(
     c = torch.where(apply, contrast.double(), one)
     s = torch.where(apply, saturation.double(), one)
     h = torch.where(apply, hue.double(), torch.zeros_like(one))
-    g = torch.tensor(GRAY_WEIGHTS, dtype=torch.float64, device=dev)
-    eye = torch.eye(3, dtype=torch.float64, device=dev).expand(n, 3, 3)
-    luma = torch.ones(3, 1, dtype=torch.float64, device=dev) @ g[None, :]  # every row is g
-    ops = torch.stack((
-        b[:, None, None] * eye,
-        c[:, None, None] * eye,
-        s[:, None, None] * eye + (1.0 - s)[:, None, None] * luma,
-        hue_rotation_matrices(h),
-    ), dim=1)  # [M, 4, 3, 3]
-    A = eye.clone()
-    K = torch.zeros(n, 3, 3, dtype=torch.float64, device=dev)
-    rows = torch.arange(n, device=dev)
+    g = torch.tensor(GRAY_WEIGHTS, dtype=torch.float64, device=dev)[:, None, None]
+    # coefficients (a, b, c, d) of every op for every item
+    zero = torch.zeros_like(one)
+    theta = 2.0 * math.pi * h
+    cos = torch.cos(theta)
+    coef = torch.stack((
+        torch.stack((b, zero, zero, zero)),  # brightness: b I
+        torch.stack((c, zero, zero, zero)),  # contrast: c I (its offset below)
+        torch.stack((s, 1.0 - s, zero, zero)),  # saturation: s I + (1 - s) 1 g^T
+        torch.stack((cos, zero, (1.0 - cos) / 3.0, torch.sin(theta) / math.sqrt(3.0))),  # hue: rotation
+    ))  # [op, 4, M]
+    order = order.long().t()  # [4, M]
+    k_all = coef.gather(0, order[:, None, :].expand(4, 4, n))  # [position, 4, M]: each item's op there
+    shift = (1.0 - c) * (order == 1)  # [position, M]: contrast's blend weight where it applies
+    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=torch.float64, device=dev)
+    proj = torch.cat((cross, g.view(1, 3), torch.ones(1, 3, dtype=torch.float64, device=dev)))  # [sqrt(3) X; g^T; 1^T]
+    AK = torch.zeros(3, 6, n, dtype=torch.float64, device=dev)  # [A | K]
+    AK[:, :3] = torch.eye(3, dtype=torch.float64, device=dev)[:, :, None]
     for p in range(4):
-        op = order[:, p].long()
-        P = ops[rows, op]
-        shift = ((1.0 - c) * (op == 1))[:, None, None] * torch.matmul(luma, A + K)
-        A, K = torch.matmul(P, A), torch.matmul(P, K) + shift
-    gm = torch.where(to_gray[:, None, None], luma.expand(n, 3, 3), eye)
-    return torch.matmul(gm, A), torch.matmul(gm, K)
+        k = k_all[p]
+        R = (proj @ AK.view(3, -1)).view(5, 6, n)  # sqrt(3) X [A | K], g^T [A | K], 1^T [A | K]
+        row = torch.addcmul(k[1] * R[3], k[2], R[4])  # the rank-one terms 1 (b g^T + c 1^T) [A | K]
+        row[3:].addcmul_(shift[p], R[3, :3] + R[3, 3:])  # contrast: + (1 - c) 1 g^T (A + K) on K
+        AK = torch.addcmul(row, k[0], AK).addcmul_(k[3], R[:3])
+    lum = (g * AK).sum(0)  # grayscale: every row becomes g^T [A | K]
+    AK = torch.where(to_gray, lum.expand(3, 6, n), AK).permute(2, 0, 1)
+    return AK[:, :, :3].contiguous(), AK[:, :, 3:].contiguous()
 
 
 __all__ = [

@@ -7,7 +7,9 @@ that every elementwise operation runs over all items and pixels at once) and exp
 [M, n, src] matrices for the batched matrix products. For small sources every crop's matrix is
 precomputed once (:func:`crop_table`) and looked up. A Gaussian blur (reflect padding) after the
 resize is a left factor B (:func:`blur_matrices`); for small kernels it is also available as
-pre-blurred basis tables (:func:`blur_basis_table`): B = sum_d t_d (S_d + S_-d).
+pre-blurred basis tables (:func:`blur_basis_table`): B = sum_d t_d (S_d + S_-d). The renderer
+looks matrices up in window tables (:func:`window_table`): a crop at offset x0 is the crop at
+offset 0 shifted by x0, so one small padded matrix per crop length holds every offset.
 
 Resize weights follow PIL's / torch's antialiased bilinear resampling (``F.interpolate(...,
 mode="bilinear", antialias=True, align_corners=False)``): output pixel ``i`` of a crop of length
@@ -158,16 +160,20 @@ def resize_taps(
     return col, w
 
 
-def item_major(col: Tensor, w: Tensor, src_len: int | Tensor, with_rows: bool = True) -> tuple[Tensor, Tensor]:
+def item_major(col: Tensor, w: Tensor, src_len: int | Tensor, with_rows: bool = True,
+               transpose: bool = False) -> tuple[Tensor, Tensor]:
     """Taps [..., M, n] re-laid item by item: ``([M, T] positions, [M, T] weights)``.
 
-    A position is ``row * src_len + col`` inside the item's own dense [n, src_len] matrix (just
-    ``col`` when ``with_rows`` is false: for column sums). Items are contiguous, so a chunk of
-    items is a plain slice.
+    A position is ``row * src_len + col`` inside the item's own dense [n, src_len] matrix
+    (``col * n + row`` in its transpose [src_len, n] when ``transpose``; just ``col`` when
+    ``with_rows`` is false: for column sums). Items are contiguous, so a chunk of items is a
+    plain slice.
     """
     m, n = col.shape[-2], col.shape[-1]
     pos = col
-    if with_rows:
+    if with_rows and transpose:
+        pos = col * n + torch.arange(n, device=col.device)[None, :]
+    elif with_rows:
         s = _per_item(src_len, m, col.device).view(m, 1)
         pos = col + torch.arange(n, device=col.device)[None, :] * s
     pos = pos.reshape(-1, m, n).permute(1, 2, 0).reshape(m, -1)
@@ -237,6 +243,11 @@ def crop_table(src_len: int, n_out: int, scale: float = 1.0, device: torch.devic
     return _TABLES[key]
 
 
+def _basis(T: Tensor, n_out: int, d: int) -> Tensor:
+    r = reflect_rows(n_out, 2 * d + 1, T.device)  # rows i - d (first) and i + d (last)
+    return T[:, r[0]] + T[:, r[-1]]
+
+
 def blur_basis_table(src_len: int, n_out: int, d: int, scale: float = 1.0,
                      device: torch.device | str = "cpu") -> Tensor:
     """``(S_d + S_-d) @ T`` for the crop table ``T``: rows ``reflect(i + d) + reflect(i - d)``.
@@ -244,17 +255,104 @@ def blur_basis_table(src_len: int, n_out: int, d: int, scale: float = 1.0,
     A Gaussian blur with centred taps ``t`` is ``sum_d t_d (S_d + S_-d)`` (``t_0`` alone for
     d = 0), so the blurred matrix of any crop is a weighted sum of these tables' rows.
     """
-    key = ("basis", int(src_len), int(n_out), float(scale), str(device), int(d))
-    if key not in _BASES:
-        T, _ = crop_table(src_len, n_out, scale, device)
-        r = reflect_rows(n_out, 2 * d + 1, device)  # rows i - d (first) and i + d (last)
-        if len(_BASES) > 16:
-            _BASES.clear()
-        _BASES[key] = T[:, r[0]] + T[:, r[-1]]
-    return _BASES[key]
+    T, _ = crop_table(src_len, n_out, scale, device)
+    return _basis(T, int(n_out), int(d))
 
 
-_BASES: dict[tuple, Tensor] = {}
+#: cached window tables, keyed by (source, output, basis, scale, device, transpose)
+_WINDOWS: dict[tuple, Tensor] = {}
+
+
+def window_table(src_len: int, n_out: int, d: int = 0, scale: float = 1.0, device: torch.device | str = "cpu",
+                 transpose: bool = False, colsum: bool = False) -> Tensor:
+    """Every crop's matrix (``d = 0``) or blur basis ``d`` (:func:`blur_basis_table`) as a window of a
+    small padded table, for ``index_select`` (rows are copied, the table is never materialised).
+
+    The crop ``[x0, x0 + L)`` is the crop ``[0, L)`` shifted by ``x0`` source pixels, so one padded
+    matrix per length (and flip) holds every offset: the table is about ``(S + 1) / 4`` times
+    smaller than :func:`crop_table` and stays in cache. Rows of the returned (overlapping,
+    strided) view, see :func:`window_index`:
+
+    - ``transpose=False``: rows of length S; row ``i`` of crop (x0, L) (no flip) is row
+      ``(L - 1) * n * 2S + i * 2S + S - x0``;
+    - ``transpose=True``: whole transposed matrices [S, n] flattened; crop (x0, L, flip) is row
+      ``((L - 1) * 2 + flip) * 2S + S - x0``.
+
+    ``colsum`` (rows only): the rows are followed by the column sums of each crop's matrix divided
+    by n (zeros for the bases), so that a crop's matrix and its column sums come in one lookup
+    (an extra row ``n``).
+    """
+    S, n = int(src_len), int(n_out)
+    key = (S, n, int(d), float(scale), str(device), bool(transpose), bool(colsum))
+    if key not in _WINDOWS:
+        length = torch.arange(1, S + 1, device=device)
+        flips = (False, True) if transpose else (False,)
+        mats = []
+        for f in flips:  # the crops [0, L) of every length
+            col, w = resize_taps(torch.zeros_like(length), length, n, S, torch.full_like(length, f, dtype=torch.bool))
+            m = taps_to_dense(col, w, S, scale)  # [S, n, S]
+            mats.append(_basis(m, n, d) if d else m)
+        m = torch.stack(mats, dim=1)  # [S (lengths), flips, n, S]
+        if transpose:  # [L, flip, 2S, n]: rows S..2S-1 hold the transposed matrix, rows 0..S-1 are zero
+            pad = torch.zeros(S, len(flips), 2 * S, n, device=device)
+            pad[:, :, S:] = m.transpose(2, 3)
+            flat = pad.reshape(-1)
+            view = flat.as_strided((flat.numel() // n - S + 1, S * n), (n, 1))
+        else:  # [L, n, 2S]: columns S..2S-1 hold the matrix
+            pad = torch.zeros(S, n, 2 * S, device=device)
+            pad[:, :, S:] = m[:, 0]
+            flat = pad.reshape(-1)
+            if colsum:  # [L, 2S]: the column sums, after the rows
+                cs = torch.zeros(S, 2 * S, device=device)
+                if d == 0:
+                    cs[:, S:] = m[:, 0].sum(dim=1) / n
+                flat = torch.cat((flat, cs.reshape(-1)))
+            view = flat.as_strided((flat.numel() - S + 1, S), (1, 1))
+        if len(_WINDOWS) > 32:
+            _WINDOWS.clear()
+        _WINDOWS[key] = view
+    return _WINDOWS[key]
+
+
+def window_index(offset: Tensor, length: Tensor, flip: Tensor | None, src_len: int, n_out: int,
+                 transpose: bool = False, colsum: bool = False) -> Tensor:
+    """Rows of :func:`window_table` for the crops ``[offset, offset + length)`` (inside the source):
+    [M] (``transpose``) or [M, n_out (+ 1 with ``colsum``)] (one row per output pixel; no flip)."""
+    S, n = int(src_len), int(n_out)
+    L, x0 = length.long(), offset.long()
+    if transpose:
+        f = flip.long() if flip is not None else torch.zeros_like(L)
+        return ((L - 1) * 2 + f) * (2 * S) + S - x0
+    if flip is not None and bool(flip.any()):
+        raise ValueError("row windows have no flipped crops")
+    rows = ((L - 1) * (n * 2 * S) + S - x0)[:, None] + torch.arange(n, device=L.device) * (2 * S)
+    if colsum:
+        rows = torch.cat((rows, (S * n * 2 * S + (L - 1) * (2 * S) + S - x0)[:, None]), dim=1)
+    return rows
+
+
+def colsum_window_table(src_len: int, n_out: int, scale: float = 1.0, device: torch.device | str = "cpu"
+                        ) -> Tensor:
+    """Column sums (divided by ``n_out``) of every crop's matrix as windows: row
+    ``(L - 1) * 2S + S - x0`` is that of the crop ``[x0, x0 + L)``."""
+    S = int(src_len)
+    key = ("colsum", S, int(n_out), float(scale), str(device))
+    if key not in _WINDOWS:
+        length = torch.arange(1, S + 1, device=device)
+        col, w = resize_taps(torch.zeros_like(length), length, int(n_out), S)
+        pad = torch.zeros(S, 2 * S, device=device)
+        pad[:, S:] = taps_to_dense(col, w, S, scale).sum(dim=1) / n_out
+        flat = pad.reshape(-1)
+        if len(_WINDOWS) > 32:
+            _WINDOWS.clear()
+        _WINDOWS[key] = flat.as_strided((flat.numel() - S + 1, S), (1, 1))
+    return _WINDOWS[key]
+
+
+def colsum_window_index(offset: Tensor, length: Tensor, src_len: int) -> Tensor:
+    """Rows of :func:`colsum_window_table` for the crops ``[offset, offset + length)``."""
+    S = int(src_len)
+    return (length.long() - 1) * (2 * S) + S - offset.long()
 
 
 def taps_to_dense(col: Tensor, w: Tensor, src_len: int, scale: float = 1.0) -> Tensor:
@@ -266,5 +364,6 @@ def taps_to_dense(col: Tensor, w: Tensor, src_len: int, scale: float = 1.0) -> T
 __all__ = [
     "BLUR_RULES", "blur_kernel_size", "gaussian_kernel1d", "gaussian_taps", "reflect_rows",
     "blur_matrices", "resize_taps", "item_major", "dense_from_taps", "colsum_from_taps",
-    "taps_to_dense", "crop_table", "crop_index", "table_fits", "blur_basis_table",
+    "taps_to_dense", "crop_table", "crop_index", "table_fits", "blur_basis_table", "window_table",
+    "window_index", "colsum_window_table", "colsum_window_index",
 ]
