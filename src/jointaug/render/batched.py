@@ -37,7 +37,6 @@ from .kernels import (
     colsum_window_index,
     colsum_window_table,
     dense_from_taps,
-    gaussian_taps,
     item_major,
     resize_taps,
     table_fits,
@@ -47,9 +46,11 @@ from .kernels import (
 
 MODES = ("fast", "exact")
 SOLARIZE_THRESHOLD = 128 / 255 - 1e-5  # the reference's threshold (see reference.py)
-#: working-set target of one chunk (bytes): large enough to amortise per-op overheads on CPU (about
-#: 64 images at 32 px: measured best between 48 and 64 on a 2 MB-L2 Xeon), much larger on GPU
-CPU_CHUNK_BYTES = 7 << 20
+#: working-set target of one chunk (bytes): large enough to amortise per-op overheads on CPU (67
+#: images at 32 px: measured best between 48 and 96 on a 2 MB-L2 Xeon; exact mode, with many more
+#: operations per chunk, 2.5 times as many), much larger on GPU
+CPU_CHUNK_BYTES = 4 << 20
+EXACT_CHUNK_FACTOR = 2.5
 GPU_CHUNK_BYTES = 1 << 30
 
 
@@ -108,7 +109,7 @@ def _check_params(params: ViewParams, n: int) -> None:
         if int(h) < 1 or int(w) < 1:
             raise ValueError(f"view {v} has output size {(h, w)}: sides must be positive")
     order = params.color_order
-    if order.numel() and not torch.equal(order.sort(dim=-1).values.cpu(), torch.arange(4).expand_as(order)):
+    if order.numel() and not bool(((order >= 0) & (order < 4)).all() and ((1 << order).sum(-1) == 15).all()):
         raise ValueError("params.color_order must hold a permutation of 0..3 for every view")
     if params.box.numel():
         wh = torch.round(params.box[..., 2:]).min()
@@ -171,13 +172,15 @@ class _Axis:
 
 
 def _blur_taps(blur: Tensor, sigma: Tensor, n: int, rule: str) -> tuple[Tensor, Tensor]:
-    """Centre taps ``t_0`` [M] and ratios ``t_d / t_0`` [M, D] of the blur of an axis of ``n``
-    output pixels (1 and 0 where not blurred)."""
+    """Centre taps ``t_0`` [M] and ratios ``t_d / t_0 = exp(-d^2 / (2 sigma^2))`` [M, D] (d = 1..D,
+    zero beyond each item's kernel) of the blur of an axis of ``n`` output pixels (1 and 0 where not
+    blurred): :func:`~jointaug.render.kernels.gaussian_taps` divided by the centre tap."""
     s = torch.where(blur, sigma, torch.ones_like(sigma)).double()
-    ks = torch.where(blur, blur_kernel_size(n, s, rule), 1)
-    taps = gaussian_taps(s, ks)  # [M, Kmax], centred; a single 1 where not blurred
-    half = (taps.shape[1] - 1) // 2
-    return taps[:, half].float(), (taps[:, half + 1:] / taps[:, half:half + 1]).float()
+    ks = blur_kernel_size(n, s, rule)
+    half = (ks - 1) // 2 * blur  # [M]: half-widths, 0 where not blurred
+    d = torch.arange(1, int(half.max()) + 1, dtype=torch.float64, device=s.device)
+    ratios = torch.exp((d * d) * (-0.5 / (s * s))[:, None]) * (d <= half[:, None])
+    return (1.0 / (1.0 + 2.0 * ratios.sum(dim=1))).float(), ratios.float()
 
 
 class _TableAxis(_Axis):
@@ -319,18 +322,18 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
     x = axis(box[:, 0], box[:, 2], g["flip"], ow, sw, hw[:, 1], 1.0, True, False)
     A = K = const = None
     if fast:
-        A64, K64 = fast_color_matrices(g["brightness"], g["contrast"], g["saturation"], g["hue"],
-                                       g["color_order"], g["color_apply"], g["gray"])
-        const = torch.zeros(A64.shape[0], 3, 1, device=device)
-        rows = torch.ones(1, 3, 1, dtype=torch.float64, device=device)  # per-row factors of the colour map
+        A, K = fast_color_matrices(g["brightness"], g["contrast"], g["saturation"], g["hue"],
+                                   g["color_order"], g["color_apply"], g["gray"], torch.float32)
+        const = torch.zeros(A.shape[0], 3, 1, device=device)
+        rows = torch.ones(1, 3, 1, device=device)  # per-row factors of the colour map
         if st.mean is not None:  # fold the normalisation into the colour map
-            rows = st.istd.view(1, 3, 1).double()
-            K64 = K64 * rows
+            rows = st.istd.view(1, 3, 1)
+            K = K * rows
             const = const - (st.mean * st.istd).view(1, 3, 1)
         for ax in (y, x):  # factors the matrices leave out (blur centre taps)
             if ax.gain is not None:
-                rows = rows * ax.gain.double()[:, None, None]
-        A, K = (A64 * rows).float(), K64.float().contiguous()
+                rows = rows * ax.gain[:, None, None]
+        A = A * rows
     return _Plan(views, oh, ow, y, x, blur, sigma, A, const, K, solarize, bool(solarize.any()))
 
 
@@ -351,46 +354,51 @@ class _Work:
     """Buffers of one view group for chunks of ``k`` images of C channels, reused chunk after chunk
     (no allocation per chunk), and the per-channel views of them the products write into.
 
-    The float input ``x`` [k, C, H, W], the vertical products ``t`` [C, k, Vg * rows, W] (``rows``
-    = oh, + 1 in fast mode: the column-sum row) and the views ``y`` [C (+ 1), k * Vg, oh * ow] are
-    channel-major, so every product writes its result where the next one reads it (no permuting
-    copy). In fast mode ``y`` has a last channel of ones (the colour map's constant column rides in
-    its product) and ``scratch`` [k * Vg, 3, oh * ow] holds the colour-mapped pixels, clamped in
-    place, until they are copied out. ``geometry=False``: only ``y`` and ``scratch`` (list path).
+    One channel at a time (they stay in cache), the float input ``x`` [k, H, W] and the vertical
+    products ``t`` [k, Vg * rows, W] (``rows`` = oh, + 1 in fast mode: the column-sum row, copied
+    to ``q`` [C, k * Vg, W]); the views ``y`` [C (+ 1), k * Vg, oh * ow] are channel-major, so
+    every product writes its result where the next one reads it (no permuting copy). In fast mode
+    ``y`` has a last channel of ones (the colour map's constant column rides in its product).
+    ``geometry=False``: only ``y`` (list path).
     """
 
     def __init__(self, k: int, C: int, H: int, W: int, plan: _Plan, fast: bool, device,
-                 geometry: bool = True) -> None:
+                 geometry: bool = True, like: _Work | None = None) -> None:
         vg, oh, ow = len(plan.views), plan.oh, plan.ow
-        f32 = dict(dtype=torch.float32, device=device)
         self.k, self.C, self.H, self.W, self.plan, self.fast, self.device = k, C, H, W, plan, fast, device
         self.rows = oh + fast
-        self.x = self.t = None
-        if geometry:
-            self.x = torch.empty(k, C, H, W, **f32)
-            self.t = torch.empty(C, k, vg * self.rows, W, **f32)
-            self.x_c = [self.x[:, c] for c in range(C)]
-            self.t_c = [self.t[c] for c in range(C)]
-            self.t_rows = [t.view(k * vg, self.rows, W)[:, :oh] for t in self.t_c]  # the views' rows
-            self.q = self.t.view(C, k * vg, self.rows, W)[:, :, oh] if fast else None  # column-sum rows
-        self.y = torch.empty(C + fast, k * vg, oh * ow, **f32)
+        self.geometry = geometry
+        if like is None:  # the storage (views of it serve smaller chunks)
+            f32 = dict(dtype=torch.float32, device=device)
+            self._x = torch.empty(k * H * W, **f32) if geometry else None
+            self._t = torch.empty(k * vg * self.rows * W, **f32) if geometry else None
+            self._q = torch.empty(C * k * vg * W, **f32) if geometry and fast else None
+            self._y = torch.empty(C + fast, k * vg * oh * ow, **f32)
+            if fast:
+                self._y[C].fill_(1.0)
+        else:
+            self._x, self._t, self._q, self._y = like._x, like._t, like._q, like._y
+        if geometry:  # one channel at a time: these stay in cache
+            self.x = self._x[:k * H * W].view(k, H, W)
+            self.t = self._t[:k * vg * self.rows * W].view(k, vg * self.rows, W)
+            self.t_rows = self.t.view(k * vg, self.rows, W)[:, :oh]  # the views' rows
+            if fast:
+                self.q_src = self.t.view(k * vg, self.rows, W)[:, oh]  # the column-sum rows
+                self.q = self._q[:C * k * vg * W].view(C, k * vg, W)
+        self.y = self._y[:, :k * vg * oh * ow].view(C + fast, k * vg, oh * ow)
         self.y_c = [self.y[c].view(k * vg, oh, ow) for c in range(C)]
-        self.scratch = None
         if fast:
-            self.y[C].fill_(1.0)
-            self.src = self.y.transpose(0, 1)  # [k*vg, C + 1, P]: the colour map's right operand
-            self.scratch = torch.empty(k * vg, 3, oh * ow, **f32)
-            sv = self.scratch.view(k, vg, 3, oh * ow)
-            self.scratch_v = [sv[:, v] for v in range(vg)]
+            src = self.y.transpose(0, 1).view(k, vg, C + 1, oh * ow)
+            self.src_v = [src[:, v] for v in range(vg)]  # [k, C + 1, P]: the colour map's right operands
         self._smaller: dict[int, _Work] = {}
 
     def for_chunk(self, k: int) -> _Work:
-        """The buffers for a chunk of ``k`` images (a smaller last chunk gets its own, kept)."""
+        """The buffers for a chunk of ``k`` images (views of the same storage for a smaller one)."""
         if k == self.k:
             return self
         if k not in self._smaller:
             self._smaller[k] = _Work(k, self.C, self.H, self.W, self.plan, self.fast, self.device,
-                                     self.x is not None)
+                                     self.geometry, like=self)
         return self._smaller[k]
 
 
@@ -410,15 +418,17 @@ def _geometry(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _S
     it = _items(rows, vg)
     if work is None:
         work = _Work(k, C, H, W, plan, fast, x.device)
-    work.x.copy_(x)  # float32
     ay = plan.y.dense(it, H)  # [k*vg, oh (+ 1: column sums in fast mode), H]
     if scale != 1.0:
         ay = ay * scale
     axt = plan.x.dense(it, W)  # [k*vg, W, ow]
     ay = ay.view(k, vg * work.rows, H)
     for c in range(C):  # per channel: the products write channel-major results, no permuting copy
-        torch.bmm(ay, work.x_c[c], out=work.t_c[c])  # [k, vg*rows, W]: the rows of every view
-        torch.bmm(work.t_rows[c], axt, out=work.y_c[c])  # [k*vg, oh, ow]
+        work.x.copy_(x[:, c])  # float32
+        torch.bmm(ay, work.x, out=work.t)  # [k, vg*rows, W]: the rows of every view
+        torch.bmm(work.t_rows, axt, out=work.y_c[c])  # [k*vg, oh, ow]
+        if fast:
+            work.q[c].copy_(work.q_src)
     m = None
     if fast:  # channel means csy^T X_c csx: the column-sum rows of t times the column sums of x
         m = (work.q * plan.x.colsum(it, W)).sum(-1).t().unsqueeze(2)  # [k*vg, C, 1]
@@ -452,21 +462,21 @@ def _solarize_(y: Tensor, sel: Tensor | None, st: _Settings) -> None:
 
 def _photometric_fast(work: _Work, m: Tensor, plan: _Plan, rows: slice, outs: list[Tensor],
                       st: _Settings) -> None:
-    """One 3x4 map per view (colour, grayscale, contrast offset, normalisation): one product for
-    every view of the chunk (``work.y``, last channel ones) into ``work.scratch``, clamp (in
-    cache), copy out, solarize."""
+    """One 3x4 map per view (colour, grayscale, contrast offset, normalisation), one product per
+    view (``work.y``, last channel ones) straight into the output, then clamp (in place, while
+    the chunk's output is in cache) and solarize."""
     C, vg, k = work.C, len(plan.views), work.k
     it = _items(rows, vg)
     bias = torch.baddbmm(plan.const[it], plan.K[it], m.expand(k * vg, 3, 1) if C == 1 else m)  # [k*vg, 3, 1]
     amap = plan.A[it]
     if C == 1:  # gray input: the three channels are equal
         amap = amap.sum(dim=2, keepdim=True)
-    torch.bmm(torch.cat((amap, bias), dim=2), work.src, out=work.scratch)
-    _clamp_(work.scratch, st)  # in cache, every view at once
+    amap = torch.cat((amap, bias), dim=2).view(k, vg, 3, C + 1)
     sol = plan.solarize[it].view(k, vg) if plan.any_solarize else None
     for v, out in enumerate(outs):
         res = out.view(k, 3, -1)
-        res.copy_(work.scratch_v[v])
+        torch.bmm(amap[:, v], work.src_v[v], out=res)
+        _clamp_(res, st)
         if sol is not None:
             _solarize_(res, _subset(sol[:, v]), st)
 
@@ -576,13 +586,15 @@ def _photometric(work: _Work, m: Tensor | None, plan: _Plan, params: ViewParams,
 # ---------------------------------------------------------------------------------------------- public API
 def _chunk_size(st: _Settings, C: int, H: int, W: int, out_hw: list[tuple[int, int]], device) -> int:
     """Images per chunk: the working set of one chunk (input, products, views, matrices) about
-    ``CPU_CHUNK_BYTES`` (``GPU_CHUNK_BYTES`` on CUDA)."""
+    ``CPU_CHUNK_BYTES`` (``GPU_CHUNK_BYTES`` on CUDA; times ``EXACT_CHUNK_FACTOR`` in exact mode)."""
     if st.chunk_size is not None:
         return st.chunk_size
-    # per view: vertical products, views (+ ones), colour-mapped scratch, both matrices (floats)
-    per_view = sum(C * (h + 1) * W + (C + 4) * h * w + (h + 1) * H + W * w for h, w in out_hw)
-    per_image = 4 * (C * H * W + per_view)
+    # one input channel, and per view: one channel's vertical products, views (+ ones), matrices (floats)
+    per_view = sum((h + 1) * W + (C + 1) * h * w + (h + 1) * H + W * w for h, w in out_hw)
+    per_image = 4 * (H * W + per_view)
     budget = GPU_CHUNK_BYTES if torch.device(device).type == "cuda" else CPU_CHUNK_BYTES
+    if st.mode == "exact":
+        budget = int(budget * EXACT_CHUNK_FACTOR)
     return max(4, min(4096, budget // max(per_image, 1)))
 
 
@@ -629,6 +641,7 @@ def render_views(
     plans = [_plan(params, views, oh, ow, st, device, (H, W), scale)
              for (oh, ow), views in _view_groups(params.out_hw)]
     step = min(n, _chunk_size(st, c, H, W, params.out_hw, device))
+    step = -(-n // -(-n // step))  # balanced chunks: e.g. 512 images in 8 chunks of 64, not 7 x 67 + 43
     works = [_Work(step, c, H, W, plan, st.mode == "fast", device) for plan in plans]
     for s in range(0, n, step):
         rows = slice(s, min(n, s + step))

@@ -132,14 +132,15 @@ def hue_rotation_matrices(h: Tensor) -> Tensor:
 
 def fast_color_matrices(
     brightness: Tensor, contrast: Tensor, saturation: Tensor, hue: Tensor, order: Tensor, apply: Tensor,
-    to_gray: Tensor,
+    to_gray: Tensor, dtype: torch.dtype = torch.float64,
 ) -> tuple[Tensor, Tensor]:
     """Fast-mode colour of M items as ``y = A x + K m`` (before the one final clamp).
 
     ``m`` is the per-channel mean of the un-jittered view: contrast blends with the mean luma of
     the current image, an affine function of ``m`` once the intermediate clamps are dropped. Ops
     compose in ``order`` [M, 4] (they no longer commute exactly: the hue rotation changes luma).
-    Returns ``A`` and ``K``, both [M, 3, 3] float64.
+    Returns ``A`` and ``K``, both [M, 3, 3], computed in ``dtype`` (float64 by default; the renderer
+    uses float32, twice as fast and far within its tolerances).
 
     Every op is ``a I + 1 (b g^T + c 1^T) + d X`` (X: cross product with the gray axis over sqrt(3);
     the hue rotation is ``cos I + (1 - cos) / 3 11^T + sin X``), so the composition runs as a few
@@ -148,12 +149,12 @@ def fast_color_matrices(
     """
     dev = brightness.device
     n = brightness.shape[0]
-    one = torch.ones(n, dtype=torch.float64, device=dev)
-    b = torch.where(apply, brightness.double(), one)
-    c = torch.where(apply, contrast.double(), one)
-    s = torch.where(apply, saturation.double(), one)
-    h = torch.where(apply, hue.double(), torch.zeros_like(one))
-    g = torch.tensor(GRAY_WEIGHTS, dtype=torch.float64, device=dev)[:, None, None]
+    one = torch.ones(n, dtype=dtype, device=dev)
+    b = torch.where(apply, brightness.to(dtype), one)
+    c = torch.where(apply, contrast.to(dtype), one)
+    s = torch.where(apply, saturation.to(dtype), one)
+    h = torch.where(apply, hue.to(dtype), torch.zeros_like(one))
+    g = torch.tensor(GRAY_WEIGHTS, dtype=dtype, device=dev)[:, None, None]
     # coefficients (a, b, c, d) of every op for every item
     zero = torch.zeros_like(one)
     theta = 2.0 * math.pi * h
@@ -167,10 +168,10 @@ def fast_color_matrices(
     order = order.long().t()  # [4, M]
     k_all = coef.gather(0, order[:, None, :].expand(4, 4, n))  # [position, 4, M]: each item's op there
     shift = (1.0 - c) * (order == 1)  # [position, M]: contrast's blend weight where it applies
-    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=torch.float64, device=dev)
-    proj = torch.cat((cross, g.view(1, 3), torch.ones(1, 3, dtype=torch.float64, device=dev)))  # [sqrt(3) X; g^T; 1^T]
-    AK = torch.zeros(3, 6, n, dtype=torch.float64, device=dev)  # [A | K]
-    AK[:, :3] = torch.eye(3, dtype=torch.float64, device=dev)[:, :, None]
+    cross = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=dtype, device=dev)
+    proj = torch.cat((cross, g.view(1, 3), torch.ones(1, 3, dtype=dtype, device=dev)))  # [sqrt(3) X; g^T; 1^T]
+    AK = torch.zeros(3, 6, n, dtype=dtype, device=dev)  # [A | K]
+    AK[:, :3] = torch.eye(3, dtype=dtype, device=dev)[:, :, None]
     for p in range(4):
         k = k_all[p]
         R = (proj @ AK.view(3, -1)).view(5, 6, n)  # sqrt(3) X [A | K], g^T [A | K], 1^T [A | K]
