@@ -11,16 +11,14 @@ from jointaug.render.kernels import (
     blur_basis_table,
     blur_kernel_size,
     blur_matrices,
-    colsum_window_index,
-    colsum_window_table,
+    crop_bag_table,
+    crop_colsum_table,
     crop_index,
     crop_table,
     gaussian_kernel1d,
     gaussian_taps,
     resize_taps,
     taps_to_dense,
-    window_index,
-    window_table,
 )
 from jointaug.render.reference import crop_zero_padded
 
@@ -131,27 +129,37 @@ def test_crop_table_lookup_matches_construction():
 
 
 @pytest.mark.parametrize("S,n", [(20, 16), (32, 32), (9, 24)])
-def test_window_tables_equal_the_crop_table(S, n):
-    """Every crop (offset, length, flip) and blur basis looked up in the windowed tables (the crop at
-    offset 0 shifted) equals the full crop table, bit for bit; the column-sum rows too."""
-    L = torch.cat([torch.full((S - l + 1,), l) for l in range(1, S + 1)])
-    x0 = torch.cat([torch.arange(S - l + 1) for l in range(1, S + 1)])
+def test_crop_bag_table_weighted_lookups_compose_the_blur(S, n):
+    """One weighted lookup (bags of the crop and its bases, weights t_d / t_0) of the stacked table
+    gives the blurred matrix of any crop divided by t_0 (flipped and transposed for columns; with
+    the column-sum row for rows); the column-sum table equals crop_table's."""
+    g = torch.Generator().manual_seed(1)
+    L = torch.randint(1, S + 1, (40,), generator=g)
+    x0 = (torch.rand(40, generator=g) * (S - L + 1)).long()
+    flip = torch.rand(40, generator=g) < 0.5
+    sigma = torch.rand(40, generator=g, dtype=torch.float64) * 1.0 + 0.3
+    ks = blur_kernel_size(n, sigma, "3sigma")  # up to 9 taps: 4 bases
+    taps = gaussian_taps(sigma, ks)
+    half = (taps.shape[1] - 1) // 2
+    ratios = taps[:, half:] / taps[:, half:half + 1]  # [40, D + 1], t_d / t_0 (1 for d = 0)
     T, CS = crop_table(S, n, 0.5)
-    for d in range(3):
-        full = T if d == 0 else blur_basis_table(S, n, d, 0.5)
-        for flip in (False, True):
-            f = torch.full_like(L, flip, dtype=torch.bool)
-            want = full[crop_index(x0, L, f, S)]  # [crops, n, S]
-            cols = window_table(S, n, d, 0.5, transpose=True).index_select(0, window_index(x0, L, f, S, n, True))
-            assert torch.equal(cols.view(-1, S, n), want.transpose(1, 2))
-        want = full[crop_index(x0, L, None, S)]
-        idx = window_index(x0, L, None, S, n, colsum=True)  # [crops, n + 1]
-        rows = window_table(S, n, d, 0.5, colsum=True).index_select(0, idx.reshape(-1)).view(-1, n + 1, S)
-        assert torch.equal(rows[:, :n], want)
-        cs = CS[crop_index(x0, L, None, S)] if d == 0 else torch.zeros_like(rows[:, n])
-        torch.testing.assert_close(rows[:, n], cs, atol=1e-7, rtol=0)
-    cs = colsum_window_table(S, n, 0.5).index_select(0, colsum_window_index(x0, L, S))
-    torch.testing.assert_close(cs, CS[crop_index(x0, L, None, S)], atol=1e-7, rtol=0)
+    blurred = [blur_matrices(sigma[i:i + 1], n, "3sigma").double()[0] for i in range(40)]
+    for transpose, f in ((True, flip), (False, None)):
+        table = crop_bag_table(S, n, half, 0.5, transpose=transpose, colsum=not transpose)
+        crop = crop_index(x0, L, f, S)
+        E = table.shape[0] // (half + 1)
+        bags = crop[:, None] + E * torch.arange(half + 1)
+        got = F.embedding_bag(bags, table, mode="sum", per_sample_weights=ratios.float()).double()
+        for i in range(40):
+            j = crop_index(x0[i:i + 1], L[i:i + 1], None if f is None else f[i:i + 1], S)
+            want = blurred[i] @ T[j][0].double() / taps[i, half]
+            if transpose:
+                torch.testing.assert_close(got[i].view(S, n), want.T, atol=1e-5, rtol=0)
+            else:
+                torch.testing.assert_close(got[i].view(n + 1, S)[:n], want, atol=1e-5, rtol=0)
+                cs = CS[crop_index(x0[i:i + 1], L[i:i + 1], None, S)][0].double()
+                torch.testing.assert_close(got[i].view(n + 1, S)[n], cs, atol=1e-7, rtol=0)
+    torch.testing.assert_close(crop_colsum_table(S, n, 0.5), CS)
 
 
 def test_bad_crop_length_raises():

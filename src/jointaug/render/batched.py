@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..sampling.params import ViewParams
@@ -34,14 +35,13 @@ from .kernels import (
     blur_kernel_size,
     blur_matrices,
     colsum_from_taps,
-    colsum_window_index,
-    colsum_window_table,
+    crop_bag_table,
+    crop_colsum_table,
+    crop_index,
     dense_from_taps,
     item_major,
     resize_taps,
     table_fits,
-    window_index,
-    window_table,
 )
 
 MODES = ("fast", "exact")
@@ -171,23 +171,41 @@ class _Axis:
         return a
 
 
-def _blur_taps(blur: Tensor, sigma: Tensor, n: int, rule: str) -> tuple[Tensor, Tensor]:
-    """Centre taps ``t_0`` [M] and ratios ``t_d / t_0 = exp(-d^2 / (2 sigma^2))`` [M, D] (d = 1..D,
-    zero beyond each item's kernel) of the blur of an axis of ``n`` output pixels (1 and 0 where not
-    blurred): :func:`~jointaug.render.kernels.gaussian_taps` divided by the centre tap."""
+@dataclass
+class _BlurTaps:
+    """The blur of an axis of n output pixels, per item: centre taps ``gain`` = t_0 [M], ratios
+    t_d / t_0 [M, D] (d = 1..D), and the layout of the lookup bags (the crop's matrix, then its D
+    bases for blurred items only): ``keep`` [M, D + 1], ``start`` [M] (and as a list)."""
+
+    gain: Tensor
+    ratios: Tensor
+    keep: Tensor
+    start: Tensor
+    start_list: list[int]
+
+
+def _blur_taps(blur: Tensor, sigma: Tensor, n: int, rule: str) -> _BlurTaps:
+    """Centre taps and ratios ``t_d / t_0 = exp(-d^2 / (2 sigma^2))`` (zero beyond each item's
+    kernel; 1 and none where not blurred): :func:`~jointaug.render.kernels.gaussian_taps` divided
+    by the centre tap; and the lookup bags' layout."""
     s = torch.where(blur, sigma, torch.ones_like(sigma)).double()
     ks = blur_kernel_size(n, s, rule)
     half = (ks - 1) // 2 * blur  # [M]: half-widths, 0 where not blurred
-    d = torch.arange(1, int(half.max()) + 1, dtype=torch.float64, device=s.device)
+    D = int(half.max())
+    d = torch.arange(1, D + 1, dtype=torch.float64, device=s.device)
     ratios = torch.exp((d * d) * (-0.5 / (s * s))[:, None]) * (d <= half[:, None])
-    return (1.0 / (1.0 + 2.0 * ratios.sum(dim=1))).float(), ratios.float()
+    size = 1 + D * blur.long()
+    keep = torch.arange(D + 1, device=s.device) < size[:, None]
+    start = torch.cumsum(size, 0) - size
+    return _BlurTaps((1.0 / (1.0 + 2.0 * ratios.sum(dim=1))).float(), ratios.float(), keep, start,
+                     start.tolist() + [int(size.sum())])
 
 
 class _TableAxis(_Axis):
-    """Small sources: each item's matrix is looked up (rows copied by ``index_select``) in cached
-    window tables of every crop (:func:`~jointaug.render.kernels.window_table`, small enough to
-    stay in cache). The blur is a weighted sum of pre-blurred basis tables (small kernels) or one
-    batched product (large ones).
+    """Small sources: each item's matrix is looked up in a cached table of every crop
+    (:func:`~jointaug.render.kernels.crop_bag_table`). The blur is a weighted sum of pre-blurred
+    basis tables (small kernels: one ``F.embedding_bag`` per chunk, whose bags hold the crop's
+    matrix and, for blurred items only, its bases) or one batched product (large ones).
 
     With basis tables the matrices are left divided by the centre tap ``t_0``; ``gain`` [M] holds
     the factor the caller folds into the colour map (1 where not blurred).
@@ -197,39 +215,51 @@ class _TableAxis(_Axis):
 
     def __init__(self, offset: Tensor, length: Tensor, flip: Tensor | None, n: int, src_len: int, scale: float,
                  blur: Tensor | None, sigma: Tensor, rule: str, transpose: bool = False, colsum: bool = False,
-                 taps: tuple[Tensor, Tensor] | None = None) -> None:
+                 taps: _BlurTaps | None = None) -> None:
         dev = offset.device
-        self.index = window_index(offset, length, flip, src_len, n, transpose, colsum)  # [M] or [M, n (+1)]
         self.rows = n + colsum
-        self.cindex = colsum_window_index(offset, length, src_len)
+        self.cindex = crop_index(offset, length, None, src_len)
         self.n, self.src_len, self.scale, self.rule, self.sigma = n, src_len, scale, rule, sigma
         self.transpose = transpose
-        self.ratios = self.blur = self.gain = None
-        bases = 0
+        self.blur = self.gain = None
         if blur is not None and bool(blur.any()):
-            gain, ratios = taps if taps is not None else _blur_taps(blur, sigma, n, rule)
-            if ratios.shape[1] <= self.MAX_BASES:
-                bases, self.gain, self.ratios = ratios.shape[1], gain, ratios
-            else:
-                self.blur = blur
-        self.tables = [window_table(src_len, n, d, scale, dev, transpose, colsum) for d in range(bases + 1)]
-        self.cs_table = colsum_window_table(src_len, n, scale, dev)
+            taps = taps if taps is not None else _blur_taps(blur, sigma, n, rule)
+            if taps.ratios.shape[1] > self.MAX_BASES:
+                self.blur, taps = blur, None
+        else:
+            taps = None
+        bases = taps.ratios.shape[1] if taps is not None else 0
+        self.table = crop_bag_table(src_len, n, bases, scale, dev, transpose, colsum)
+        crop = crop_index(offset, length, flip if transpose else None, src_len)
+        E = self.table.shape[0] // (bases + 1)
+        # bags: the crop's matrix (weight 1) and, for blurred items, its bases (weights t_d / t_0)
+        self.bag2 = crop[:, None] + E * torch.arange(bases + 1, device=dev)  # [M, D + 1]
+        self.w2 = torch.ones(self.bag2.shape, device=dev)
+        self.crop = crop
+        self.flat = None  # no bases: plain lookups
+        if taps is not None:
+            self.gain = taps.gain
+            self.w2[:, 1:] = taps.ratios
+            self.flat, self.flat_w = self.bag2[taps.keep], self.w2[taps.keep]
+            self.start, self.start_list = taps.start, taps.start_list  # where each item's bag starts in ``flat``
 
     def dense(self, it, src_len):
-        idx = self.index[it].reshape(-1)
-        k = idx.shape[0] if self.transpose else idx.shape[0] // self.rows
-        a = self.tables[0].index_select(0, idx).view(k, -1)
-        if self.ratios is not None:
-            ratios = self.ratios[it]
-            for d in range(1, len(self.tables)):
-                a.addcmul_(self.tables[d].index_select(0, idx).view(k, -1), ratios[:, d - 1:d])
-        a = a.view(k, *((self.src_len, self.n) if self.transpose else (self.rows, self.src_len)))
+        if self.flat is None:
+            a = self.table.index_select(0, self.crop[it])
+        elif isinstance(it, slice):
+            o0, o1 = self.start_list[it.start], self.start_list[it.stop]
+            a = F.embedding_bag(self.flat[o0:o1], self.table, self.start[it] - o0, mode="sum",
+                                per_sample_weights=self.flat_w[o0:o1])
+        else:
+            a = F.embedding_bag(self.bag2[it], self.table, mode="sum", per_sample_weights=self.w2[it])
+        a = a.view(-1, *((self.src_len, self.n) if self.transpose else (self.rows, self.src_len)))
         if self.blur is not None:
             a = self._blur_dense(a, _subset(self.blur[it]), self.sigma[it][self.blur[it]])
         return a
 
     def colsum(self, it, src_len):
-        return self.cs_table.index_select(0, self.cindex[it])
+        return crop_colsum_table(self.src_len, self.n, self.scale, self.cindex.device).index_select(
+            0, self.cindex[it])
 
 
 class _TapAxis(_Axis):
@@ -306,7 +336,7 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
     blur, sigma, solarize = g["blur_apply"], g["blur_sigma"].float(), g["solarize"]
     fold = blur if fast else None  # fast mode folds the blur into the matrices
 
-    taps: dict[int, tuple[Tensor, Tensor]] = {}  # blur taps per output side (shared by the axes)
+    taps: dict[int, _BlurTaps] = {}  # blur taps per output side (shared by the axes)
 
     def axis(off: Tensor, length: Tensor, f: Tensor | None, n: int, side: int | None, src: Tensor, sc: float,
              transpose: bool, colsum: bool) -> _Axis:

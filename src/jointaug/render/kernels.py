@@ -8,8 +8,8 @@ that every elementwise operation runs over all items and pixels at once) and exp
 precomputed once (:func:`crop_table`) and looked up. A Gaussian blur (reflect padding) after the
 resize is a left factor B (:func:`blur_matrices`); for small kernels it is also available as
 pre-blurred basis tables (:func:`blur_basis_table`): B = sum_d t_d (S_d + S_-d). The renderer
-looks matrices up in window tables (:func:`window_table`): a crop at offset x0 is the crop at
-offset 0 shifted by x0, so one small padded matrix per crop length holds every offset.
+looks a crop's blurred matrix up in one weighted lookup of the crop table stacked with its bases
+(:func:`crop_bag_table`, ``F.embedding_bag``).
 
 Resize weights follow PIL's / torch's antialiased bilinear resampling (``F.interpolate(...,
 mode="bilinear", antialias=True, align_corners=False)``): output pixel ``i`` of a crop of length
@@ -231,8 +231,7 @@ def crop_table(src_len: int, n_out: int, scale: float = 1.0, device: torch.devic
     S = int(src_len)
     key = (S, int(n_out), float(scale), str(device))
     if key not in _TABLES:
-        L = torch.cat([torch.full((S - l + 1,), l, device=device) for l in range(1, S + 1)])
-        x0 = torch.cat([torch.arange(S - l + 1, device=device) for l in range(1, S + 1)])
+        x0, L = _crops(S, device)
         mats = []
         for flip in (False, True):
             col, w = resize_taps(x0, L, n_out, S, torch.full_like(L, flip, dtype=torch.bool))
@@ -259,100 +258,59 @@ def blur_basis_table(src_len: int, n_out: int, d: int, scale: float = 1.0,
     return _basis(T, int(n_out), int(d))
 
 
-#: cached window tables, keyed by (source, output, basis, scale, device, transpose)
-_WINDOWS: dict[tuple, Tensor] = {}
+#: cached lookup tables for ``F.embedding_bag`` and column sums, keyed by their arguments
+_BAGS: dict[tuple, Tensor] = {}
 
 
-def window_table(src_len: int, n_out: int, d: int = 0, scale: float = 1.0, device: torch.device | str = "cpu",
-                 transpose: bool = False, colsum: bool = False) -> Tensor:
-    """Every crop's matrix (``d = 0``) or blur basis ``d`` (:func:`blur_basis_table`) as a window of a
-    small padded table, for ``index_select`` (rows are copied, the table is never materialised).
+def _crops(src_len: int, device: torch.device | str) -> tuple[Tensor, Tensor]:
+    """Offsets and lengths of every crop inside a source axis of ``src_len`` pixels, in
+    :func:`crop_index` order (length-major)."""
+    S = int(src_len)
+    L = torch.cat([torch.full((S - l + 1,), l, device=device) for l in range(1, S + 1)])
+    x0 = torch.cat([torch.arange(S - l + 1, device=device) for l in range(1, S + 1)])
+    return x0, L
 
-    The crop ``[x0, x0 + L)`` is the crop ``[0, L)`` shifted by ``x0`` source pixels, so one padded
-    matrix per length (and flip) holds every offset: the table is about ``(S + 1) / 4`` times
-    smaller than :func:`crop_table` and stays in cache. Rows of the returned (overlapping,
-    strided) view, see :func:`window_index`:
 
-    - ``transpose=False``: rows of length S; row ``i`` of crop (x0, L) (no flip) is row
-      ``(L - 1) * n * 2S + i * 2S + S - x0``;
-    - ``transpose=True``: whole transposed matrices [S, n] flattened; crop (x0, L, flip) is row
-      ``((L - 1) * 2 + flip) * 2S + S - x0``.
-
-    ``colsum`` (rows only): the rows are followed by the column sums of each crop's matrix divided
-    by n (zeros for the bases), so that a crop's matrix and its column sums come in one lookup
-    (an extra row ``n``).
+def crop_bag_table(src_len: int, n_out: int, bases: int = 0, scale: float = 1.0,
+                   device: torch.device | str = "cpu", transpose: bool = False, colsum: bool = False) -> Tensor:
+    """Every crop's matrix and its first ``bases`` blur bases, one flattened matrix per row, for
+    ``F.embedding_bag``: row ``d * E + crop_index(x0, L, flip)`` holds basis ``d`` of the crop
+    (:func:`blur_basis_table`; ``d = 0``: the crop's [n_out, S] matrix times ``scale``). ``E``
+    counts the crops with their flips when ``transpose`` (the matrices are then stored transposed,
+    [S, n_out]), without them otherwise. ``colsum``: each matrix gets an extra row, its column sums
+    divided by ``n_out`` (zeros for the bases). Bags ``(1, t_1 / t_0, ..., t_D / t_0)`` then give
+    the blurred matrix of a crop divided by its centre tap ``t_0`` in one lookup. Cached per key.
     """
     S, n = int(src_len), int(n_out)
-    key = (S, n, int(d), float(scale), str(device), bool(transpose), bool(colsum))
-    if key not in _WINDOWS:
-        length = torch.arange(1, S + 1, device=device)
+    key = ("bag", S, n, int(bases), float(scale), str(device), bool(transpose), bool(colsum))
+    if key not in _BAGS:
+        x0, L = _crops(S, device)
         flips = (False, True) if transpose else (False,)
-        mats = []
-        for f in flips:  # the crops [0, L) of every length
-            col, w = resize_taps(torch.zeros_like(length), length, n, S, torch.full_like(length, f, dtype=torch.bool))
-            m = taps_to_dense(col, w, S, scale)  # [S, n, S]
-            mats.append(_basis(m, n, d) if d else m)
-        m = torch.stack(mats, dim=1)  # [S (lengths), flips, n, S]
-        if transpose:  # [L, flip, 2S, n]: rows S..2S-1 hold the transposed matrix, rows 0..S-1 are zero
-            pad = torch.zeros(S, len(flips), 2 * S, n, device=device)
-            pad[:, :, S:] = m.transpose(2, 3)
-            flat = pad.reshape(-1)
-            view = flat.as_strided((flat.numel() // n - S + 1, S * n), (n, 1))
-        else:  # [L, n, 2S]: columns S..2S-1 hold the matrix
-            pad = torch.zeros(S, n, 2 * S, device=device)
-            pad[:, :, S:] = m[:, 0]
-            flat = pad.reshape(-1)
-            if colsum:  # [L, 2S]: the column sums, after the rows
-                cs = torch.zeros(S, 2 * S, device=device)
-                if d == 0:
-                    cs[:, S:] = m[:, 0].sum(dim=1) / n
-                flat = torch.cat((flat, cs.reshape(-1)))
-            view = flat.as_strided((flat.numel() - S + 1, S), (1, 1))
-        if len(_WINDOWS) > 32:
-            _WINDOWS.clear()
-        _WINDOWS[key] = view
-    return _WINDOWS[key]
+        T = torch.cat([taps_to_dense(*resize_taps(x0, L, n, S, torch.full_like(L, f, dtype=torch.bool)), S, scale)
+                       for f in flips])  # [E, n, S]
+        mats = [T] + [_basis(T, n, d) for d in range(1, int(bases) + 1)]
+        if colsum:
+            cs = T.sum(dim=1, keepdim=True) / n
+            mats = [torch.cat((m, cs if d == 0 else torch.zeros_like(cs)), dim=1) for d, m in enumerate(mats)]
+        if transpose:
+            mats = [m.transpose(1, 2) for m in mats]
+        if len(_BAGS) > 32:
+            _BAGS.clear()
+        _BAGS[key] = torch.cat(mats).reshape(len(mats) * T.shape[0], -1).contiguous()
+    return _BAGS[key]
 
 
-def window_index(offset: Tensor, length: Tensor, flip: Tensor | None, src_len: int, n_out: int,
-                 transpose: bool = False, colsum: bool = False) -> Tensor:
-    """Rows of :func:`window_table` for the crops ``[offset, offset + length)`` (inside the source):
-    [M] (``transpose``) or [M, n_out (+ 1 with ``colsum``)] (one row per output pixel; no flip)."""
+def crop_colsum_table(src_len: int, n_out: int, scale: float = 1.0, device: torch.device | str = "cpu") -> Tensor:
+    """Row ``crop_index(x0, L, None)``: the column sums, divided by ``n_out``, of the crop's matrix
+    (times ``scale``); the ``CS`` of :func:`crop_table` without the matrices. Cached."""
     S, n = int(src_len), int(n_out)
-    L, x0 = length.long(), offset.long()
-    if transpose:
-        f = flip.long() if flip is not None else torch.zeros_like(L)
-        return ((L - 1) * 2 + f) * (2 * S) + S - x0
-    if flip is not None and bool(flip.any()):
-        raise ValueError("row windows have no flipped crops")
-    rows = ((L - 1) * (n * 2 * S) + S - x0)[:, None] + torch.arange(n, device=L.device) * (2 * S)
-    if colsum:
-        rows = torch.cat((rows, (S * n * 2 * S + (L - 1) * (2 * S) + S - x0)[:, None]), dim=1)
-    return rows
-
-
-def colsum_window_table(src_len: int, n_out: int, scale: float = 1.0, device: torch.device | str = "cpu"
-                        ) -> Tensor:
-    """Column sums (divided by ``n_out``) of every crop's matrix as windows: row
-    ``(L - 1) * 2S + S - x0`` is that of the crop ``[x0, x0 + L)``."""
-    S = int(src_len)
-    key = ("colsum", S, int(n_out), float(scale), str(device))
-    if key not in _WINDOWS:
-        length = torch.arange(1, S + 1, device=device)
-        col, w = resize_taps(torch.zeros_like(length), length, int(n_out), S)
-        pad = torch.zeros(S, 2 * S, device=device)
-        pad[:, S:] = taps_to_dense(col, w, S, scale).sum(dim=1) / n_out
-        flat = pad.reshape(-1)
-        if len(_WINDOWS) > 32:
-            _WINDOWS.clear()
-        _WINDOWS[key] = flat.as_strided((flat.numel() - S + 1, S), (1, 1))
-    return _WINDOWS[key]
-
-
-def colsum_window_index(offset: Tensor, length: Tensor, src_len: int) -> Tensor:
-    """Rows of :func:`colsum_window_table` for the crops ``[offset, offset + length)``."""
-    S = int(src_len)
-    return (length.long() - 1) * (2 * S) + S - offset.long()
+    key = ("colsum", S, n, float(scale), str(device))
+    if key not in _BAGS:
+        x0, L = _crops(S, device)
+        if len(_BAGS) > 32:
+            _BAGS.clear()
+        _BAGS[key] = taps_to_dense(*resize_taps(x0, L, n, S), S, scale).sum(dim=1) / n
+    return _BAGS[key]
 
 
 def taps_to_dense(col: Tensor, w: Tensor, src_len: int, scale: float = 1.0) -> Tensor:
@@ -364,6 +322,6 @@ def taps_to_dense(col: Tensor, w: Tensor, src_len: int, scale: float = 1.0) -> T
 __all__ = [
     "BLUR_RULES", "blur_kernel_size", "gaussian_kernel1d", "gaussian_taps", "reflect_rows",
     "blur_matrices", "resize_taps", "item_major", "dense_from_taps", "colsum_from_taps",
-    "taps_to_dense", "crop_table", "crop_index", "table_fits", "blur_basis_table", "window_table",
-    "window_index", "colsum_window_table", "colsum_window_index",
+    "taps_to_dense", "crop_table", "crop_index", "table_fits", "blur_basis_table", "crop_bag_table",
+    "crop_colsum_table",
 ]
