@@ -385,8 +385,8 @@ class _Work:
     (no allocation per chunk), and the per-channel views of them the products write into.
 
     One channel at a time (they stay in cache), the float input ``x`` [k, H, W] and the vertical
-    products ``t`` [k, Vg * rows, W] (``rows`` = oh, + 1 in fast mode: the column-sum row, copied
-    to ``q`` [C, k * Vg, W]); the views ``y`` [C (+ 1), k * Vg, oh * ow] are channel-major, so
+    products ``t`` [k, Vg * rows, W] (``rows`` = oh, + 1 in fast mode: the column-sum row, giving
+    the channel means ``m`` [k * Vg, C]); the views ``y`` [C (+ 1), k * Vg, oh * ow] are channel-major, so
     every product writes its result where the next one reads it (no permuting copy). In fast mode
     ``y`` has a last channel of ones (the colour map's constant column rides in its product).
     ``geometry=False``: only ``y`` (list path).
@@ -402,19 +402,19 @@ class _Work:
             f32 = dict(dtype=torch.float32, device=device)
             self._x = torch.empty(k * H * W, **f32) if geometry else None
             self._t = torch.empty(k * vg * self.rows * W, **f32) if geometry else None
-            self._q = torch.empty(C * k * vg * W, **f32) if geometry and fast else None
+            self._m = torch.empty(k * vg * C, **f32) if geometry and fast else None
             self._y = torch.empty(C + fast, k * vg * oh * ow, **f32)
             if fast:
                 self._y[C].fill_(1.0)
         else:
-            self._x, self._t, self._q, self._y = like._x, like._t, like._q, like._y
+            self._x, self._t, self._m, self._y = like._x, like._t, like._m, like._y
         if geometry:  # one channel at a time: these stay in cache
             self.x = self._x[:k * H * W].view(k, H, W)
             self.t = self._t[:k * vg * self.rows * W].view(k, vg * self.rows, W)
             self.t_rows = self.t.view(k * vg, self.rows, W)[:, :oh]  # the views' rows
             if fast:
-                self.q_src = self.t.view(k * vg, self.rows, W)[:, oh]  # the column-sum rows
-                self.q = self._q[:C * k * vg * W].view(C, k * vg, W)
+                self.q = self.t.view(k * vg, self.rows, W)[:, oh]  # the column-sum rows of t
+                self.m = self._m[:k * vg * C].view(k * vg, C)
         self.y = self._y[:, :k * vg * oh * ow].view(C + fast, k * vg, oh * ow)
         self.y_c = [self.y[c].view(k * vg, oh, ow) for c in range(C)]
         if fast:
@@ -453,16 +453,14 @@ def _geometry(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _S
         ay = ay * scale
     axt = plan.x.dense(it, W)  # [k*vg, W, ow]
     ay = ay.view(k, vg * work.rows, H)
+    csx = plan.x.colsum(it, W) if fast else None  # [k*vg, W]
     for c in range(C):  # per channel: the products write channel-major results, no permuting copy
         work.x.copy_(x[:, c])  # float32
         torch.bmm(ay, work.x, out=work.t)  # [k, vg*rows, W]: the rows of every view
         torch.bmm(work.t_rows, axt, out=work.y_c[c])  # [k*vg, oh, ow]
-        if fast:
-            work.q[c].copy_(work.q_src)
-    m = None
-    if fast:  # channel means csy^T X_c csx: the column-sum rows of t times the column sums of x
-        m = (work.q * plan.x.colsum(it, W)).sum(-1).t().unsqueeze(2)  # [k*vg, C, 1]
-    return work.y, m
+        if fast:  # channel mean csy^T X_c csx: the column-sum row of t times the column sums of x
+            torch.linalg.vecdot(work.q, csx, out=work.m[:, c])
+    return work.y, (work.m.unsqueeze(2) if fast else None)
 
 
 # ---------------------------------------------------------------------------------------------- photometric
