@@ -2,14 +2,16 @@
 
 Per view, crop + resize (+ flip) is a separable linear map: one interpolation matrix per axis (rows:
 output pixels, columns: source pixels, antialiased when shrinking; :mod:`jointaug.render.kernels`).
-The renderer applies it as two batched matrix products per group of equal-size views, the
-vertical one on all views of an image at once (their matrices stacked), in chunks of images that
-stay in cache. Then the photometric stage:
+The renderer applies it as two batched matrix products per group of equal-size views and per
+channel, the vertical one on all views of an image at once (their matrices stacked), in chunks of
+images whose buffers are reused; every product writes its result channel-major, where the next
+one reads it. Then the photometric stage:
 
 - ``mode="fast"``: Gaussian blur is folded into the interpolation matrices (blur is linear and, in
-  this mode, commutes with the colour map); colour jitter + grayscale is one 3x3 matrix and offset
-  per view (hue = rotation about the gray axis, contrast's mean from the view's channel means,
-  composed in the sampled order), then one clamp, solarize and normalisation.
+  this mode, commutes with the colour map); colour jitter + grayscale + normalisation is one 3x4
+  map per view (hue = rotation about the gray axis, contrast's mean from the view's channel means,
+  composed in the sampled order), one product per view into the output, then one clamp and
+  solarize.
 - ``mode="exact"``: torchvision's semantics (see :mod:`jointaug.render.reference`): colour ops in
   the sampled order, HSV hue, a clamp after each op, vectorised by looping over the four order
   positions and applying each op to the views that have it there; grayscale; blur as two matrix
@@ -386,7 +388,7 @@ class _Work:
 
     One channel at a time (they stay in cache), the float input ``x`` [k, H, W] and the vertical
     products ``t`` [k, Vg * rows, W] (``rows`` = oh, + 1 in fast mode: the column-sum row, giving
-    the channel means ``m`` [k * Vg, C]); the views ``y`` [C (+ 1), k * Vg, oh * ow] are channel-major, so
+    the channel means ``m`` [C, k * Vg]); the views ``y`` [C (+ 1), k * Vg, oh * ow] are channel-major, so
     every product writes its result where the next one reads it (no permuting copy). In fast mode
     ``y`` has a last channel of ones (the colour map's constant column rides in its product).
     ``geometry=False``: only ``y`` (list path).
@@ -414,7 +416,7 @@ class _Work:
             self.t_rows = self.t.view(k * vg, self.rows, W)[:, :oh]  # the views' rows
             if fast:
                 self.q = self.t.view(k * vg, self.rows, W)[:, oh]  # the column-sum rows of t
-                self.m = self._m[:k * vg * C].view(k * vg, C)
+                self.m = self._m[:C * k * vg].view(C, k * vg)
         self.y = self._y[:, :k * vg * oh * ow].view(C + fast, k * vg, oh * ow)
         self.y_c = [self.y[c].view(k * vg, oh, ow) for c in range(C)]
         if fast:
@@ -459,8 +461,8 @@ def _geometry(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _S
         torch.bmm(ay, work.x, out=work.t)  # [k, vg*rows, W]: the rows of every view
         torch.bmm(work.t_rows, axt, out=work.y_c[c])  # [k*vg, oh, ow]
         if fast:  # channel mean csy^T X_c csx: the column-sum row of t times the column sums of x
-            torch.linalg.vecdot(work.q, csx, out=work.m[:, c])
-    return work.y, (work.m.unsqueeze(2) if fast else None)
+            torch.linalg.vecdot(work.q, csx, out=work.m[c])
+    return work.y, (work.m.t().unsqueeze(2) if fast else None)
 
 
 # ---------------------------------------------------------------------------------------------- photometric
