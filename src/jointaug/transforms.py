@@ -13,7 +13,6 @@ ranks get distinct streams, epochs differ, and the same seeds give the same view
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
@@ -25,6 +24,7 @@ from .augment import IMAGENET_MEAN, IMAGENET_STD, MODES
 from .sampling.params import ViewParams
 from .sampling.policy import ViewPolicy
 from .sampling.recipes import make_policy
+from .train.data import derive_seed
 
 
 def to_rgb_tensor(img: Any) -> Tensor:
@@ -64,12 +64,6 @@ def to_rgb_tensor(img: Any) -> Tensor:
         if t.numel() and (float(t.min()) < 0 or float(t.max()) > 1):
             raise ValueError("float images must hold values in [0, 1]")
     return t.contiguous()
-
-
-def _mix(*parts: int) -> int:
-    """A 63-bit seed from several integers (stable across runs and machines)."""
-    h = hashlib.blake2b(",".join(str(int(p)) for p in parts).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") >> 1
 
 
 class JointViews:
@@ -123,7 +117,7 @@ class JointViews:
             else:
                 rank = torch.distributed.get_rank() if torch.distributed.is_available() and \
                     torch.distributed.is_initialized() else 0
-                seed = _mix(self.seed or 0, info.seed, rank)
+                seed = derive_seed(self.seed or 0, info.seed, rank)
             self._gen = torch.Generator().manual_seed(seed)
             self._owner = owner
         return self._gen

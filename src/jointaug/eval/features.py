@@ -18,8 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 #: ImageNet channel statistics (the default normalisation).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from jointaug.augment import IMAGENET_MEAN, IMAGENET_STD
 
 Images = Tensor | list[Tensor]
 

@@ -37,13 +37,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..augment import IMAGENET_MEAN, IMAGENET_STD
 from ..sampling.params import ViewParams, fields
 from ..sampling.recipes import make_policy
 from .batched import render_views
 from .kernels import blur_kernel_size
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: SimCLR's colour jitter strengths (brightness, contrast, saturation, hue) and probabilities
 JITTER = (0.8, 0.8, 0.8, 0.2)
 JITTER_P, GRAY_P, BLUR_P, FLIP_P = 0.8, 0.2, 0.5, 0.5

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from jointaug import distributed as jd
+from jointaug.augment import IMAGENET_MEAN, IMAGENET_STD
 from jointaug.config import build_policy, config_to_yaml, scaled_lr
 from jointaug.train.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from jointaug.train.data import InMemoryViews, LoaderViews, WorkerViews, channel_stats, derive_seed
@@ -38,8 +39,6 @@ from jointaug.train.optim import build_optimizer, build_scheduler
 
 __all__ = ["NonFiniteLossError", "Trainer", "resolve_device", "train"]
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 CHECKPOINT_FORMAT = 1
 #: config keys allowed to differ between a run and the checkpoint it resumes from
 _RESUME_FREE = ("train.progress", "train.tensorboard", "train.resume", "train.out_dir", "train.log_every",
@@ -129,7 +128,7 @@ class Trainer:
         elif fixed is not None:
             mean, std = channel_stats(self.train_set.images)
         else:
-            mean, std = IMAGENET_MEAN, IMAGENET_STD
+            mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
         self.mean, self.std = mean, std
         self.policy = build_policy(cfg)
         self.view_size = int(self.policy.out_hw[0][0])
