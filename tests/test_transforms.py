@@ -89,3 +89,11 @@ def test_dataloader_workers_are_distinct_and_seeded():
     assert not torch.equal(a, c)
     for i in range(1, 4):  # and successive images of one worker differ too
         assert not torch.equal(a[0], a[i])
+
+
+def test_dataloader_epochs_draw_new_views():
+    ds = _SameImage(JointViews("small", crop="joint", size=16, seed=7))
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2,
+                                         generator=torch.Generator().manual_seed(0))
+    first, second = torch.cat(list(loader)), torch.cat(list(loader))
+    assert not torch.equal(first, second)
