@@ -24,7 +24,7 @@ from .augment import IMAGENET_MEAN, IMAGENET_STD, MODES
 from .sampling.params import ViewParams
 from .sampling.policy import ViewPolicy
 from .sampling.recipes import make_policy
-from .train.data import derive_seed
+from .seeding import derive_seed
 
 
 def to_rgb_tensor(img: Any) -> Tensor:

@@ -25,13 +25,14 @@ reproduces the uninterrupted run exactly: nothing else needs saving.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from jointaug.seeding import derive_seed
 
 __all__ = [
     "InMemoryViews",
@@ -42,12 +43,6 @@ __all__ = [
     "derive_seed",
     "epoch_permutation",
 ]
-
-
-def derive_seed(seed: int, *keys: Any) -> int:
-    """A 63-bit seed from the run seed and labels (stable across runs, machines and processes)."""
-    text = "/".join([str(int(seed)), *(str(k) for k in keys)])
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
