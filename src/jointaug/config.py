@@ -139,6 +139,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # autocast on GPU (ignored on CPU)
     precision: str = "bf16"  # bf16 | fp16 (autocast dtype; fp16 adds a GradScaler)
+    dtype: str = "float32"  # float32 | float64 (weights and views; float64 for exact-comparison tests, CPU)
     log_every: int = 20  # steps between JSON-lines records
     ckpt_every: int = 1  # epochs between checkpoints (the last epoch always saves)
     out_dir: str = "runs/train"
@@ -460,6 +461,7 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         c.fail("train.device", "must be auto, cpu, cuda or cuda:N")
     c.choice("train.precision", ("bf16", "fp16"))
+    c.choice("train.dtype", ("float32", "float64"))
     c.number("train.log_every", lo=1)
     c.number("train.ckpt_every", lo=1)
     if not str(cfg.train.out_dir).strip():

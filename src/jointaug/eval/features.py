@@ -145,6 +145,7 @@ def extract_features(
     else:
         net.to(device)
     was_training = net.training
+    dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
     net.eval()
     feats: list[Tensor] = []
     labels: list[Tensor] = []
@@ -160,7 +161,7 @@ def extract_features(
                                  collate_fn=collate_images)
         for imgs, lab in batches:
             x = preprocess_clean(imgs, device=device, mean=mean, std=std, size=size, crop_fraction=crop_fraction)
-            out = net(x)
+            out = net(x.to(dtype))
             if out.dim() != 2:
                 raise ValueError(f"extract_features: backbone returned shape {tuple(out.shape)}, expected [N, D]")
             feats.append(out.float().cpu())

@@ -106,7 +106,8 @@ class Trainer:
             torch.set_num_threads(int(cfg.train.threads))
         self.notes: list[str] = []
         self.amp_dtype: torch.dtype | None = None
-        if cfg.train.amp and self.device.type == "cuda":  # mixed precision is GPU-only; CPU trains in float32
+        self.dtype = torch.float64 if cfg.train.dtype == "float64" else torch.float32
+        if cfg.train.amp and self.device.type == "cuda" and self.dtype == torch.float32:  # GPU-only; CPU: float32
             self.amp_dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float16
 
     # ------------------------------------------------------------------------------------------ building
@@ -155,7 +156,7 @@ class Trainer:
         backbone = build_backbone(cfg.model.backbone, cifar_stem=bool(cfg.model.cifar_stem),
                                   **OmegaConf.to_container(cfg.model.backbone_kwargs))
         method = build_method(cfg.method.name, backbone, **OmegaConf.to_container(cfg.method.params))
-        method = method.to(self.device)
+        method = method.to(self.device, self.dtype)
         if self.world > 1 and cfg.model.sync_bn:  # after the move: native SyncBatchNorm on CUDA
             method = jd.convert_sync_batchnorm(method).to(self.device)
         if cfg.train.channels_last:
@@ -334,6 +335,8 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ training
     def _train_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.cfg
+        if self.dtype != torch.float32:
+            views = [v.to(self.dtype) for v in views]
         if cfg.train.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
