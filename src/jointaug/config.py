@@ -70,6 +70,7 @@ class DataConfig:
     mean: list[float] | None = None  # normalisation; None: computed from the images (fixed-size) or ImageNet's
     std: list[float] | None = None
     to_device: bool = True  # fixed-size sets: keep the uint8 images on the training device (GPU)
+    verify: bool = True  # check the MD5 of official archives (cifar10/100, stl10); false for re-packed ones
 
 
 @dataclass
@@ -142,6 +143,7 @@ class TrainConfig:
     dtype: str = "float32"  # float32 | float64 (weights and views; float64 for exact-comparison tests, CPU)
     log_every: int = 20  # steps between JSON-lines records
     ckpt_every: int = 1  # epochs between checkpoints (the last epoch always saves)
+    keep_checkpoints: int = 2  # checkpoint files kept (last.pt, last-1.pt ...); resume falls back to the newest valid
     out_dir: str = "runs/train"
     resume: bool = True  # continue from out_dir/checkpoints/last.pt when present
     max_steps: int | None = None  # stop after this many optimiser steps (tests, smoke runs)
@@ -436,9 +438,13 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     else:
         from jointaug.methods import METHODS as _M
 
-        need = _M[cfg.method.name].num_views
-        if policy.num_views != need:
-            c.fail("aug.recipe", f"gives {policy.num_views} views but method {cfg.method.name!r} needs {need}")
+        why = _M[cfg.method.name].views_error(policy.num_views)
+        if why:
+            c.fail("aug.recipe", f"gives {policy.num_views} views but method {cfg.method.name!r} {why}")
+        params = {**method_hyperparameters(cfg.method.name), **OmegaConf.to_container(cfg.method.params)}
+        for key, msg in _M[cfg.method.name].config_errors(params, batch_size=int(cfg.optim.batch_size),
+                                                           num_views=policy.num_views):
+            c.fail(f"method.params.{key}", f"{msg} (got {params.get(key)!r})")
     # optim
     c.choice("optim.name", ("sgd", "lars", "adamw"))
     c.number("optim.lr", lo=0, lo_open=True)
@@ -464,6 +470,7 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     c.choice("train.dtype", ("float32", "float64"))
     c.number("train.log_every", lo=1)
     c.number("train.ckpt_every", lo=1)
+    c.number("train.keep_checkpoints", lo=1)
     if not str(cfg.train.out_dir).strip():
         c.fail("train.out_dir", "must name a directory")
     c.number("train.max_steps", lo=1, optional=True)

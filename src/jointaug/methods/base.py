@@ -1,15 +1,26 @@
 """The interface every self-supervised method implements, so the trainer needs no per-method code.
 
-A method owns its backbone and heads (and, later, momentum encoders, queues, centres ...). The
-trainer renders ``num_views`` views per image, calls ``forward(views)`` for a dict with a scalar
-``"loss"`` (plus logged scalars), steps the optimiser built from ``parameter_groups``, then calls
-``on_train_step_end`` (e.g. momentum updates).
+A method owns its backbone, heads and state (momentum encoders, queues, centres: submodules and
+buffers, so they are in ``state_dict`` and hence in every checkpoint). Per step the trainer:
+
+1. ``on_train_step_start(step, total_steps, steps_per_epoch)``: schedules that the forward uses
+   (DINO's teacher temperature);
+2. ``forward(views)`` -> dict with a scalar ``"loss"`` plus detached scalars to log;
+3. backward, then ``on_before_optimizer_step(...)`` (e.g. DINO freezes its last layer in epoch 1);
+4. the optimiser step over ``parameter_groups`` (a group with ``"fixed_lr": True`` keeps its base
+   learning rate: SimSiam's predictor), the lr schedule step;
+5. ``on_train_step_end(step, total_steps)``: momentum (EMA) updates, queues.
+
+``step`` counts optimiser steps from 1. ``num_views`` views are global views; a method with
+``multicrop = True`` also takes extra (local) views after them, of any size.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 
@@ -27,8 +38,10 @@ class Method(nn.Module):
 
     #: registry name (set by :func:`jointaug.methods.register_method`)
     name: ClassVar[str] = ""
-    #: number of views per image the view policy must produce
+    #: number of (global) views per image the view policy must produce
     num_views: ClassVar[int] = 2
+    #: whether extra (local, multi-crop) views may follow the global ones
+    multicrop: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
@@ -47,11 +60,29 @@ class Method(nn.Module):
             )
         return dim
 
+    @classmethod
+    def views_error(cls, n_views: int) -> str | None:
+        """Why a policy with ``n_views`` views cannot feed this method (None when it can)."""
+        if n_views == cls.num_views or (cls.multicrop and n_views > cls.num_views):
+            return None
+        if cls.multicrop:
+            return f"needs {cls.num_views} global views, optionally followed by local views (got {n_views})"
+        return f"needs exactly {cls.num_views} views (got {n_views}; it does not take multi-crop local views)"
+
+    @classmethod
+    def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int) -> list[tuple[str, str]]:
+        """``(hyperparameter, message)`` for each value this method cannot use in a run with this global
+        batch size and number of views; checked by the config validation before anything starts.
+        ``params`` holds every hyperparameter (defaults filled in)."""
+        return []
+
     def check_views(self, views: list[Tensor]) -> None:
-        """Raise a clear error unless ``views`` is a list of ``num_views`` tensors with one batch size."""
-        if not isinstance(views, (list, tuple)) or len(views) != self.num_views:
-            got = len(views) if isinstance(views, (list, tuple)) else type(views).__name__
-            raise ValueError(f"{type(self).__name__} expects a list of {self.num_views} view batches, got {got}")
+        """Raise a clear error unless ``views`` is a list of view batches this method takes, one batch size."""
+        n = len(views) if isinstance(views, (list, tuple)) else None
+        if n is None or self.views_error(n):
+            got = n if n is not None else type(views).__name__
+            want = f"{self.num_views}" + (" or more" if self.multicrop else "")
+            raise ValueError(f"{type(self).__name__} expects a list of {want} view batches, got {got}")
         sizes = {int(v.shape[0]) for v in views}
         if len(sizes) != 1:
             raise ValueError(f"{type(self).__name__}: views have different batch sizes {sorted(sizes)}")
@@ -59,8 +90,29 @@ class Method(nn.Module):
     def forward(self, views: list[Tensor]) -> dict[str, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def on_train_step_start(self, step: int, total_steps: int, steps_per_epoch: int) -> None:
+        """Called before the forward of optimiser step ``step`` (1-based): schedules the forward uses."""
+
+    def on_before_optimizer_step(self, step: int, total_steps: int, steps_per_epoch: int) -> None:
+        """Called after backward, before the optimiser step (e.g. drop the gradients of a frozen layer)."""
+
     def on_train_step_end(self, step: int, total_steps: int) -> None:
-        """Called by the trainer after each optimiser step (momentum encoders, schedules ...)."""
+        """Called by the trainer after each optimiser step (momentum encoders, queues ...)."""
+
+    def encode(self, views: list[Tensor]) -> list[Tensor]:
+        """Backbone features of each view batch, one backbone call per run of equal-sized views
+        (multi-crop: globals together, locals together), so BN sees each resolution as one batch."""
+        out: list[Tensor] = []
+        start = 0
+        while start < len(views):
+            end = start + 1
+            while end < len(views) and views[end].shape[-2:] == views[start].shape[-2:]:
+                end += 1
+            n = views[start].shape[0]
+            feats = self.backbone(torch.cat(list(views[start:end]), dim=0))
+            out += list(feats.split(n))
+            start = end
+        return out
 
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimiser groups: weights with ``weight_decay``; biases and norm parameters without decay
@@ -80,5 +132,54 @@ class Method(nn.Module):
         ]
         return [g for g in groups if g["params"]]
 
+    def split_fixed_lr(self, groups: list[dict[str, Any]], module: nn.Module) -> list[dict[str, Any]]:
+        """``groups`` with the parameters of ``module`` moved to twin groups marked ``"fixed_lr": True``
+        (the trainer's schedule leaves their learning rate at its base value)."""
+        fixed = {id(p) for p in module.parameters()}
+        out: list[dict[str, Any]] = []
+        for g in groups:
+            keep = [p for p in g["params"] if id(p) not in fixed]
+            moved = [p for p in g["params"] if id(p) in fixed]
+            if keep:
+                out.append({**g, "params": keep})
+            if moved:
+                out.append({**g, "params": moved, "fixed_lr": True, "name": g["name"] + "_fixed_lr"})
+        return out
 
-__all__ = ["Method"]
+
+def range_errors(params: dict[str, Any], ranges: dict[str, tuple[float | None, float | None, str]]
+                 ) -> list[tuple[str, str]]:
+    """Check numeric hyperparameters: ``ranges[name] = (lo, hi, kind)`` with kind ``"()"``, ``"[)"``,
+    ``"(]"`` or ``"[]"`` (open/closed ends; None = unbounded). Returns ``(name, message)`` pairs."""
+    errors: list[tuple[str, str]] = []
+    for name, (lo, hi, kind) in ranges.items():
+        v = params.get(name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            errors.append((name, "must be a finite number"))
+            continue
+        bad_lo = lo is not None and (v <= lo if kind[0] == "(" else v < lo)
+        bad_hi = hi is not None and (v >= hi if kind[1] == ")" else v > hi)
+        if bad_lo or bad_hi:
+            lo_s = "-inf" if lo is None else f"{lo:g}"
+            hi_s = "inf" if hi is None else f"{hi:g}"
+            errors.append((name, f"must be in {kind[0]}{lo_s}, {hi_s}{kind[1]}"))
+    return errors
+
+
+def raise_errors(owner: str, errors: list[tuple[str, str]], params: dict[str, Any]) -> None:
+    """Raise one ValueError naming every bad hyperparameter (constructors call this)."""
+    if errors:
+        raise ValueError(f"{owner}: " + "; ".join(f"{k}={params.get(k)!r} {m}" for k, m in errors))
+
+
+@torch.no_grad()
+def output_std(z: Tensor) -> Tensor:
+    """Mean over dimensions of the per-dimension std (over the batch) of L2-normalised outputs.
+
+    A collapse detector (SimSiam paper, Fig. 2): about 1/sqrt(d) for well-spread outputs, 0 when
+    every image maps to one point."""
+    z = nn.functional.normalize(z.detach().float(), dim=1)
+    return z.std(dim=0).mean() if z.shape[0] > 1 else z.new_zeros(())
+
+
+__all__ = ["Method", "output_std", "raise_errors", "range_errors"]

@@ -1,4 +1,8 @@
-"""Contrastive losses.
+"""Losses of the self-supervised methods, as pure functions of tensors (no module state).
+
+``nt_xent`` (SimCLR), ``info_nce_queue`` (MoCo v1/v2, LooC), ``moco_v3_contrastive``,
+``normalized_mse`` (BYOL), ``negative_cosine`` (SimSiam), ``dino_cross_entropy`` (DINO). Targets
+(momentum keys, teacher outputs) are passed in by the caller, who decides what is detached.
 
 NT-Xent (SimCLR): for N images with two views, each of the 2N projections is an anchor whose
 positive is the other view of its image and whose negatives are the other 2N - 2 projections;
@@ -73,4 +77,82 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float, *, gather: bool = True) 
     return nt_xent_detailed(z1, z2, temperature, gather=gather).loss
 
 
-__all__ = ["ContrastiveOutput", "nt_xent", "nt_xent_detailed"]
+def info_nce_queue(q: Tensor, k: Tensor, queue: Tensor, temperature: float) -> ContrastiveOutput:
+    """MoCo's InfoNCE: for each query ``q[i]`` the positive is ``k[i]``, the negatives are the ``queue``
+    rows [K, d]; logits ``[q.k, q.queue^T] / T`` (cosines), target index 0. ``q``, ``k`` are normalised here."""
+    if q.shape != k.shape or q.dim() != 2 or queue.dim() != 2 or queue.shape[1] != q.shape[1]:
+        raise ValueError(f"info_nce_queue: q, k must be [n, d] and queue [K, d], got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(queue.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"info_nce_queue: temperature must be > 0, got {temperature!r}")
+    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        l_pos = (q * k).sum(dim=1, keepdim=True)
+        l_neg = q @ queue.to(q.dtype).t()
+        logits = torch.cat([l_pos, l_neg], dim=1) / temperature
+    targets = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    return ContrastiveOutput(loss=F.cross_entropy(logits, targets), logits=logits, targets=targets)
+
+
+def moco_v3_contrastive(q: Tensor, k: Tensor, temperature: float, *, gather: bool = True) -> ContrastiveOutput:
+    """MoCo v3's loss of one direction: query ``q[i]``'s positive is key ``k[i]``, the negatives are the
+    other keys of the (global, when ``gather`` under torch.distributed) batch; cross-entropy x 2T."""
+    if q.shape != k.shape or q.dim() != 2:
+        raise ValueError(f"moco_v3_contrastive: q and k must be [n, d] of equal shape, got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"moco_v3_contrastive: temperature must be > 0, got {temperature!r}")
+    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    offset = 0
+    if gather and jdist.is_dist() and jdist.world_size() > 1:
+        offset = jdist.rank() * q.shape[0]
+        k = jdist.all_gather_nograd(k)
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        logits = q @ k.t() / temperature
+    targets = torch.arange(q.shape[0], device=q.device) + offset
+    return ContrastiveOutput(loss=F.cross_entropy(logits, targets) * (2 * temperature), logits=logits,
+                             targets=targets)
+
+
+def normalized_mse(p: Tensor, z: Tensor) -> Tensor:
+    """BYOL's loss: mean over the batch of ``||p/|p| - z/|z|||^2 = 2 - 2 cos(p, z)``."""
+    if p.shape != z.shape or p.dim() != 2:
+        raise ValueError(f"normalized_mse: p and z must be [n, d] of equal shape, got {tuple(p.shape)}, "
+                         f"{tuple(z.shape)}")
+    return (2.0 - 2.0 * F.cosine_similarity(p.float(), z.float(), dim=1)).mean()
+
+
+def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
+    """SimSiam's loss D(p, z): minus the mean cosine similarity of ``p`` and ``z`` [n, d]."""
+    if p.shape != z.shape or p.dim() != 2:
+        raise ValueError(f"negative_cosine: p and z must be [n, d] of equal shape, got {tuple(p.shape)}, "
+                         f"{tuple(z.shape)}")
+    return -F.cosine_similarity(p.float(), z.float(), dim=1).mean()
+
+
+def dino_cross_entropy(student: list[Tensor], teacher: list[Tensor], center: Tensor, student_temp: float,
+                       teacher_temp: float) -> Tensor:
+    """DINO's loss: the mean over pairs (teacher view t, student view s != t) of the batch mean of
+    ``-sum softmax((teacher_t - center) / teacher_temp) * log_softmax(student_s / student_temp)``.
+
+    ``student``: logits of every view (globals first); ``teacher``: logits of the global views.
+    """
+    if not (student_temp > 0 and teacher_temp > 0):
+        raise ValueError(f"dino_cross_entropy: temperatures must be > 0, got {student_temp!r}, {teacher_temp!r}")
+    if len(teacher) < 1 or len(student) < 2:
+        raise ValueError(f"dino_cross_entropy: needs >= 1 teacher and >= 2 student views, got {len(teacher)}, "
+                         f"{len(student)}")
+    log_s = [F.log_softmax(s.float() / student_temp, dim=-1) for s in student]
+    probs_t = [F.softmax((t.float() - center) / teacher_temp, dim=-1) for t in teacher]
+    total, pairs = 0.0, 0
+    for ti, pt in enumerate(probs_t):
+        for si, ls in enumerate(log_s):
+            if si == ti:
+                continue
+            total = total + (-(pt * ls).sum(dim=-1)).mean()
+            pairs += 1
+    return total / pairs
+
+
+__all__ = ["ContrastiveOutput", "dino_cross_entropy", "info_nce_queue", "moco_v3_contrastive", "negative_cosine",
+           "normalized_mse", "nt_xent", "nt_xent_detailed"]

@@ -3,7 +3,9 @@
 Defaults follow the CIFAR-style SimCLR recipes: temperature 0.5 (SimCLR's CIFAR-10 choice; 0.1-0.2
 is the ImageNet/large-batch choice, one argument away) and a 2-layer head
 ``feature_dim -> 2048 (BN, ReLU) -> 128``. Both views go through the backbone as one batch, so BN
-statistics are over the 2N views (as in SimCLR's global BN).
+statistics are over the 2N views (as in SimCLR's global BN). Multi-crop (as solo-learn offers): local
+views after the two global ones; the loss is the mean NT-Xent over every pair of a global view with
+another view.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from jointaug.methods.base import Method
+from jointaug.methods.base import Method, output_std
 from jointaug.methods.losses import nt_xent_detailed
 from jointaug.models.heads import ProjectionHead
 
@@ -20,6 +22,7 @@ class SimCLR(Method):
     """SimCLR: ``SimCLR(backbone, proj_hidden_dim=2048, proj_out_dim=128, proj_layers=2, temperature=0.5)``."""
 
     num_views = 2
+    multicrop = True
 
     def __init__(
         self,
@@ -42,13 +45,16 @@ class SimCLR(Method):
 
     def forward(self, views: list[Tensor]) -> dict[str, Tensor]:
         self.check_views(views)
-        n = views[0].shape[0]
-        z = self.projector(self.backbone(torch.cat(list(views), dim=0)))
-        z1, z2 = z[:n], z[n:]
-        out = nt_xent_detailed(z1, z2, self.temperature, gather=self.gather_negatives)
+        z = [self.projector(f) for f in self.encode(views)]
+        out = nt_xent_detailed(z[0], z[1], self.temperature, gather=self.gather_negatives)
+        loss = out.loss
+        if len(z) > 2:  # multi-crop: mean NT-Xent over every pair (global view g, other view v)
+            pairs = [(g, v) for g in range(self.num_views) for v in range(len(z)) if v > g or v >= self.num_views]
+            loss = torch.stack([nt_xent_detailed(z[g], z[v], self.temperature, gather=self.gather_negatives).loss
+                                for g, v in pairs]).mean()
         with torch.no_grad():
-            pos_sim = nn.functional.cosine_similarity(z1.float(), z2.float(), dim=1).mean()
-        return {"loss": out.loss, "pos_sim": pos_sim, "acc": out.top1()}
+            pos_sim = nn.functional.cosine_similarity(z[0].float(), z[1].float(), dim=1).mean()
+        return {"loss": loss, "pos_sim": pos_sim, "acc": out.top1(), "out_std": output_std(z[0])}
 
 
 __all__ = ["SimCLR"]

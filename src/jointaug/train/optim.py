@@ -99,5 +99,14 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str = "c
 
 def build_scheduler(optimizer: Optimizer, total_steps: int, warmup_steps: int, schedule: str = "cosine",
                     min_ratio: float = 0.0) -> LambdaLR:
-    """Per-step schedule (call ``.step()`` after every optimiser step); state is just the step count."""
-    return LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, warmup_steps, schedule, min_ratio))
+    """Per-step schedule (call ``.step()`` after every optimiser step); state is just the step count.
+
+    Groups marked ``"fixed_lr": True`` (SimSiam's predictor) keep their base learning rate."""
+
+    def factor(s: int) -> float:
+        return lr_factor(s, total_steps, warmup_steps, schedule, min_ratio)
+
+    def one(s: int) -> float:
+        return 1.0
+
+    return LambdaLR(optimizer, [one if g.get("fixed_lr") else factor for g in optimizer.param_groups])

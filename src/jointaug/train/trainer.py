@@ -31,18 +31,30 @@ from torch import Tensor, nn
 
 from jointaug import distributed as jd
 from jointaug.augment import IMAGENET_MEAN, IMAGENET_STD
+from jointaug.checkpoint import (
+    CheckpointError,
+    get_rng_state,
+    non_finite_tensors,
+    remove_stale_temporaries,
+    save_checkpoint,
+    select_checkpoint,
+    set_rng_state,
+)
 from jointaug.config import build_policy, config_to_yaml, scaled_lr
-from jointaug.train.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from jointaug.train.data import InMemoryViews, LoaderViews, WorkerViews, channel_stats, derive_seed
 from jointaug.train.logger import MetricsLogger
 from jointaug.train.optim import build_optimizer, build_scheduler
 
-__all__ = ["NonFiniteLossError", "Trainer", "resolve_device", "train"]
+__all__ = ["NonFiniteLossError", "NonFiniteStateError", "Trainer", "resolve_device", "train"]
 
-CHECKPOINT_FORMAT = 1
+#: 2: checksum, data-set fingerprint and the open logging window added
+CHECKPOINT_FORMAT = 2
+#: data sets whose official archive is MD5-checked (``data.verify=false`` skips it)
+_VERIFIED_ARCHIVES = ("cifar10", "cifar100", "stl10")
 #: config keys allowed to differ between a run and the checkpoint it resumes from
 _RESUME_FREE = ("train.progress", "train.tensorboard", "train.resume", "train.out_dir", "train.log_every",
-                "train.max_steps", "train.ckpt_every", "train.detect_nan",
+                "train.max_steps", "train.ckpt_every", "train.detect_nan", "train.keep_checkpoints",
+                "data.verify",
                 "train.threads", "train.debug_step_delay", "train.sync_timing", "data.num_workers",
                 "data.root", "data.cache_dir", "eval", "name")
 
@@ -56,6 +68,20 @@ class NonFiniteLossError(RuntimeError):
                 else "no checkpoint had been written yet")
         super().__init__(f"training stopped: loss is {loss} at step {step} (epoch {epoch}); {kept}. "
                          "Lower optim.lr, use warm-up or check the data.")
+
+
+class NonFiniteStateError(NonFiniteLossError):
+    """Weights or buffers (e.g. BatchNorm running statistics) became NaN/inf: no checkpoint of them is written."""
+
+    def __init__(self, step: int, epoch: int, tensors: list[str], checkpoint: str | None) -> None:
+        self.step, self.epoch, self.loss, self.checkpoint = step, epoch, float("nan"), checkpoint
+        self.tensors = list(tensors)
+        kept = (f"the last good checkpoint is kept at {checkpoint}" if checkpoint
+                else "no checkpoint had been written yet")
+        RuntimeError.__init__(
+            self, f"training stopped at step {step} (epoch {epoch}): non-finite values in the model state: "
+                  f"{', '.join(self.tensors)}; this state was not saved, {kept}. "
+                  "Lower optim.lr, use warm-up or gradient clipping (optim.grad_clip), or check the data.")
 
 
 def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
@@ -84,6 +110,17 @@ def _init_distributed(device_pref: str) -> tuple[int, int, int, bool]:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://")
     return dist.get_rank(), dist.get_world_size(), local_rank, True
+
+
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats replaced by None (JSON has no such numbers)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def _seed_everything(seed: int) -> None:
@@ -115,8 +152,9 @@ class Trainer:
         from jointaug.data.datasets import build_dataset
 
         d = self.cfg.data
+        extra = {"verify": False} if not d.verify and d.name in _VERIFIED_ARCHIVES else {}
         return build_dataset(d.name, split, root=d.root, download=d.download, size=d.size, on_error=d.on_error,
-                             cache_dir=d.cache_dir, limit=limit)
+                             cache_dir=d.cache_dir, limit=limit, **extra)
 
     def _build_data(self) -> None:
         from jointaug.augment import BatchViews
@@ -146,6 +184,11 @@ class Trainer:
         self.steps_per_epoch = self.data.steps_per_epoch
         self.total_steps = self.steps_per_epoch * int(cfg.optim.epochs)
         self._eval_sets: tuple[Any, Any] | None = None
+        if cfg.eval.final or cfg.train.knn_every:  # evaluation splits checked before the first step
+            from jointaug.data.checks import check_splits
+
+            eval_train, test = self._eval_data()
+            check_splits(eval_train, test, on_error=cfg.data.on_error, cache_dir=cfg.data.cache_dir)
 
     def _build_model(self) -> None:
         from jointaug.methods import build_method
@@ -200,23 +243,61 @@ class Trainer:
             "world_size": self.world,
             "mean": list(self.mean),
             "std": list(self.std),
+            "data_fingerprint": dict(self.data_fingerprint),
+            # the steps since the last "step" record, so a resumed run logs the same averages
+            "log_window": {"n": int(self._window["n"]), "loss": float(self._window["loss"]),
+                           "data": float(self._window["data"]), "step": float(self._window["step"]),
+                           "extras": {k: torch.as_tensor(v).detach().cpu() for k, v in self._window["extras"].items()}},
         }
 
+    def _check_finite_state(self) -> None:
+        """Stop (on every rank) when any weight or buffer is NaN/inf, before such a state is saved."""
+        bad = non_finite_tensors(self.method.state_dict())
+        flag = jd.all_reduce_mean(torch.tensor(1.0 if bad else 0.0, device=self.device))
+        if float(flag) > 0:
+            epoch = self.epoch + (1 if self.step_in_epoch else 0)
+            raise NonFiniteStateError(self.global_step, epoch, bad or ["(found on another rank)"], self.last_good)
+
     def save(self) -> None:
-        """Write the checkpoint (rank 0 only; every rank waits for it)."""
+        """Write the checkpoint (rank 0 only; every rank waits for it), keeping ``train.keep_checkpoints`` files.
+
+        With ``train.detect_nan`` a state holding non-finite weights or buffers is never written:
+        :class:`NonFiniteStateError` names the tensors and the last good checkpoint."""
+        if self.cfg.train.detect_nan:
+            self._check_finite_state()
         if self.main:
-            save_checkpoint(self.ckpt_path, self._state())
+            save_checkpoint(self.ckpt_path, self._state(), keep=int(self.cfg.train.keep_checkpoints))
             self.last_good = str(self.ckpt_path)
         jd.barrier()
 
-    def _resume(self) -> bool:
-        if not (self.cfg.train.resume and self.ckpt_path.is_file()):
-            return False
-        state = load_checkpoint(self.ckpt_path)
+    def _checkpoint_problem(self, state: dict[str, Any]) -> str | None:
+        """Why a (checksum-verified) checkpoint cannot be resumed from, or None."""
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint {self.ckpt_path} has format {state.get('format')!r}, "
-                             f"expected {CHECKPOINT_FORMAT}")
-        self._check_resume_config(state.get("config", {}))
+            return (f"has format {state.get('format')!r}, expected {CHECKPOINT_FORMAT} "
+                    "(written by another version of jointaug)")
+        if self.cfg.train.detect_nan:
+            bad = non_finite_tensors(state.get("model", {}))
+            if bad:
+                return f"holds non-finite weights or buffers: {', '.join(bad)}"
+        return None
+
+    def _resume(self) -> bool:
+        if not self.cfg.train.resume:
+            return False
+        try:
+            found = select_checkpoint(self.ckpt_path, check=self._checkpoint_problem)
+        except CheckpointError as exc:
+            raise CheckpointError(self.ckpt_path, f"cannot be resumed: {exc.reason}; move the files away "
+                                                  "or set train.resume=false to start over") from None
+        if found is None:
+            return False
+        state, chosen, rejected = found
+        for path, why in rejected:
+            self.notes.append(f"checkpoint {path} is unusable ({why}); it is moved to {path.name}.bad and the "
+                              f"run resumes from {chosen} (step {int(state['global_step'])})")
+        self.rejected_checkpoints = [(str(p), why) for p, why in rejected]
+        self._check_resume_config(state.get("config", {}), chosen)
+        self._check_resume_data(state.get("data_fingerprint"), chosen)
         self.method.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -229,10 +310,33 @@ class Trainer:
         self.epoch_acc = dict(state.get("epoch_acc", {}))
         self.totals.update(state.get("totals", {}))
         self.knn_history = [tuple(x) for x in state.get("knn_history", [])]
-        self.last_good = str(self.ckpt_path)
+        win = state.get("log_window") or {}
+        if win:
+            self._window.update(n=int(win["n"]), loss=float(win["loss"]), data=float(win["data"]),
+                                step=float(win["step"]),
+                                extras={k: v.to(self.device) for k, v in dict(win.get("extras", {})).items()})
+        self.last_good = str(chosen)
+        if rejected:
+            jd.barrier()  # every rank has read its checkpoint before rank 0 moves the bad ones aside
+            if self.main:
+                for path, _ in rejected:
+                    if path.exists():
+                        os.replace(path, path.with_name(path.name + ".bad"))
         return True
 
-    def _check_resume_config(self, old_config: dict[str, Any]) -> None:
+    def _check_resume_data(self, old: dict[str, Any] | None, path: Path) -> None:
+        """Refuse to resume on training data whose content differs from the checkpoint's (names the change)."""
+        from jointaug.train.fingerprint import compare_fingerprints
+
+        if not old:
+            return
+        diffs = compare_fingerprints(old, self.data_fingerprint)
+        if diffs:
+            raise ValueError(f"cannot resume from {path}: the training data changed ({'; '.join(diffs)}; "
+                             f"data.name={self.cfg.data.name!r}, data.root={self.cfg.data.root!r}); "
+                             "use the original data, another train.out_dir, or train.resume=false to start over")
+
+    def _check_resume_config(self, old_config: dict[str, Any], path: Path | None = None) -> None:
         if not old_config:
             return
         old = OmegaConf.create(old_config)
@@ -249,7 +353,8 @@ class Trainer:
 
         walk(old, self.cfg, "")
         if diffs:
-            raise ValueError(f"cannot resume from {self.ckpt_path}: the config changed ({'; '.join(sorted(diffs))}); "
+            raise ValueError(f"cannot resume from {path or self.ckpt_path}: the config changed "
+                             f"({'; '.join(sorted(diffs))}); "
                              "use another train.out_dir or train.resume=false to start over")
 
     # ------------------------------------------------------------------------------------------ evaluation
@@ -339,6 +444,8 @@ class Trainer:
             views = [v.to(self.dtype) for v in views]
         if cfg.train.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        step, total, spe = self.global_step + 1, self.total_steps, self.steps_per_epoch
+        self.method.on_train_step_start(step, total, spe)
         with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             out = self.model(views)
@@ -351,6 +458,7 @@ class Trainer:
         loss_val = float(loss_mean)  # host sync: needed to stop before a NaN reaches the weights
         if cfg.train.detect_nan and not math.isfinite(loss_val):
             raise NonFiniteLossError(self.global_step + 1, self.epoch + 1, loss_val, self.last_good)
+        self.method.on_before_optimizer_step(step, total, spe)
         if cfg.optim.grad_clip:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
@@ -362,7 +470,7 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        self.method.on_train_step_end(self.global_step + 1, self.total_steps)
+        self.method.on_train_step_end(step, total)
         extras = {k: v.detach().float() for k, v in out.items()
                   if k != "loss" and isinstance(v, Tensor) and v.numel() == 1}
         return loss_mean, extras
@@ -399,6 +507,14 @@ class Trainer:
         self.totals: dict[str, float] = {"step_time": 0.0, "data_time": 0.0, "images": 0.0}
         self.knn_history: list[tuple[int, float]] = []
         self.last_good: str | None = None
+        self._window: dict[str, Any] = {"n": 0, "loss": 0.0, "data": 0.0, "step": 0.0, "extras": {}}
+        self.rejected_checkpoints: list[tuple[str, str]] = []
+        from jointaug.train.fingerprint import dataset_fingerprint
+
+        self.data_fingerprint = dataset_fingerprint(self.train_set)
+        if self.main:
+            for p in remove_stale_temporaries(self.ckpt_path.parent):
+                self.notes.append(f"removed {p}, a temporary file left by an interrupted checkpoint write")
         resumed = self._resume()
         if self.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -415,13 +531,17 @@ class Trainer:
                           "epoch": self.epoch, "world_size": self.world, "device": str(self.device),
                           "data_path": self.data.description, "policy": self.policy.name,
                           "lr": self.base_lr, "steps_per_epoch": self.steps_per_epoch,
-                          "setup_time": time.perf_counter() - t_setup})
+                          "setup_time": time.perf_counter() - t_setup,
+                          **({"rejected_checkpoints": [list(x) for x in self.rejected_checkpoints]}
+                             if self.rejected_checkpoints else {})})
         try:
             self._loop()
         except NonFiniteLossError as exc:
             if self.main:
-                self.log.log({"type": "event", "event": "non_finite_loss", "step": exc.step, "epoch": exc.epoch,
-                              "loss": exc.loss})
+                bad = getattr(exc, "tensors", None)
+                self.log.log({"type": "event", "event": "non_finite_state" if bad else "non_finite_loss",
+                              "step": exc.step, "epoch": exc.epoch, "loss": exc.loss,
+                              **({"tensors": bad} if bad else {})})
             self.log.close()
             raise
         summary: dict[str, Any] = {}
@@ -433,7 +553,9 @@ class Trainer:
                 self.log.log({"type": "eval", "step": self.global_step, "epoch": self.epoch, **res})
             import json
 
-            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            # strict JSON: a non-finite number (possible with train.detect_nan=false) is written as null
+            (self.out_dir / "summary.json").write_text(
+                json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n")
             torch.save(self.method.backbone.state_dict(), self.out_dir / "backbone.pt")
         jd.barrier()
         self.log.close()
@@ -461,12 +583,11 @@ class Trainer:
         sync = self.device.type == "cuda" and cfg.train.sync_timing
         gb = int(cfg.optim.batch_size)
         bar = self._progress()
-        window: dict[str, Any] = {}
+        window = self._window  # restored from the checkpoint on resume (logged averages stay identical)
 
         def reset_window() -> None:
             window.update(n=0, loss=0.0, data=0.0, step=0.0, extras={})
 
-        reset_window()
         last_postfix = 0.0
         stop = False
         while self.epoch < epochs and not stop:

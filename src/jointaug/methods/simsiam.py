@@ -1,0 +1,59 @@
+"""SimSiam (Chen & He 2021): a siamese network with a predictor and stop-gradient, no momentum encoder.
+
+``z_i = g(f(x_i))`` (projector: 3 layers, BN on every layer, affine-free BN at the output),
+``p_i = h(z_i)`` (predictor: bottleneck ``Linear(512)-BN-ReLU-Linear``); loss
+``D(p1, sg(z2)) / 2 + D(p2, sg(z1)) / 2`` with ``D`` the negative cosine. The predictor's parameters
+form optimiser groups marked ``fixed_lr`` (SimSiam's "fix lr of predictor": no schedule decay).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from jointaug.methods.base import Method, output_std
+from jointaug.methods.losses import negative_cosine
+from jointaug.models.heads import ProjectionHead
+
+
+class SimSiam(Method):
+    """``SimSiam(backbone, proj_hidden_dim=2048, proj_out_dim=2048, proj_layers=3, pred_hidden_dim=512,
+    fix_pred_lr=True)``."""
+
+    num_views = 2
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        proj_hidden_dim: int = 2048,
+        proj_out_dim: int = 2048,
+        proj_layers: int = 3,
+        pred_hidden_dim: int = 512,
+        fix_pred_lr: bool = True,
+    ) -> None:
+        super().__init__(backbone)
+        self.fix_pred_lr = bool(fix_pred_lr)
+        self.projector = ProjectionHead(self.feature_dim, proj_hidden_dim, proj_out_dim, num_layers=proj_layers,
+                                        batch_norm=True, last_bn=True)
+        self.predictor = ProjectionHead(proj_out_dim, pred_hidden_dim, proj_out_dim, num_layers=2,
+                                        batch_norm=True, last_bn=False)
+
+    def forward(self, views: list[Tensor]) -> dict[str, Tensor]:
+        self.check_views(views)
+        n = views[0].shape[0]
+        z = self.projector(self.backbone(torch.cat(list(views), dim=0)))
+        p = self.predictor(z)
+        z1, z2, p1, p2 = z[:n], z[n:], p[:n], p[n:]
+        loss = 0.5 * negative_cosine(p1, z2.detach()) + 0.5 * negative_cosine(p2, z1.detach())
+        with torch.no_grad():
+            pos = nn.functional.cosine_similarity(z1.float(), z2.float(), dim=1).mean()
+        return {"loss": loss, "pos_sim": pos, "out_std": output_std(z1)}
+
+    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        groups = super().parameter_groups(weight_decay)
+        return self.split_fixed_lr(groups, self.predictor) if self.fix_pred_lr else groups
+
+
+__all__ = ["SimSiam"]
