@@ -115,4 +115,5 @@ def test_malformed_inputs(tmp_path: Path) -> None:
 
 
 def test_views_must_match_the_method() -> None:
-    assert "views" in _error(None, ["aug.recipe=dino"])  # 8 views for a 2-view method
+    msg = _error(None, ["method.name=mocov2", "aug.recipe=dino"])  # 8 views for a 2-view method
+    assert "views" in msg and "mocov2" in msg and "multi-crop" in msg
