@@ -117,6 +117,36 @@ def _check_params(params: ViewParams, n: int) -> None:
         wh = torch.round(params.box[..., 2:]).min()
         if float(wh) < 1:
             raise ValueError(f"crop boxes need width and height >= 1 pixel, got {float(wh)}")
+    if tuple(params.clip.shape) != tuple(params.box.shape):
+        raise ValueError(f"params.clip must be [N, V, 4] like params.box, got {tuple(params.clip.shape)}")
+    if params.clip.numel() and float(params.clip[..., 2:].min()) < 0:
+        raise ValueError(f"params.clip windows need sizes >= 0, got {float(params.clip[..., 2:].min())}")
+    rot = params.rotation
+    if tuple(rot.shape) != (params.num_images, params.num_views):
+        raise ValueError(f"params.rotation must be [N, V], got {tuple(rot.shape)}")
+    if rot.numel():
+        if bool(((rot < 0) | (rot > 3)).any()):
+            raise ValueError(f"params.rotation holds quarter turns in 0..3, got {rot.unique().tolist()}")
+        for v, (h, w) in enumerate(params.out_hw):
+            if int(h) != int(w) and bool((rot[:, v] != 0).any()):
+                raise ValueError(f"view {v} is {h}x{w}: rotation by quarter turns needs square views")
+
+
+def _rotate_(outs: list[Tensor], params: ViewParams) -> None:
+    """Turn the views with ``params.rotation`` = k by k quarter turns counter-clockwise, in place.
+
+    Applied to the finished views: every op after the rotation in the semantics (colour jitter,
+    grayscale, blur with equal kernels on both axes of a square view, solarize, normalisation)
+    commutes with a quarter turn of a square view, so turning last is the same map and the
+    rotated view is exactly ``torch.rot90`` of the unrotated one."""
+    rot = params.rotation
+    if not rot.numel() or not bool(rot.any()):
+        return
+    for v, out in enumerate(outs):
+        for k in (1, 2, 3):
+            idx = (rot[:, v] == k).nonzero().squeeze(1).to(out.device)
+            if idx.numel():
+                out[idx] = torch.rot90(out[idx], k, dims=(2, 3))
 
 
 def _view_groups(out_hw: list[tuple[int, int]]) -> list[tuple[tuple[int, int], list[int]]]:
@@ -270,8 +300,8 @@ class _TapAxis(_Axis):
 
     def __init__(self, offset: Tensor, length: Tensor, flip: Tensor | None, n: int, src_len: Tensor,
                  scale: float, blur: Tensor | None, sigma: Tensor, rule: str, want_mean: bool,
-                 transpose: bool = False, colsum: bool = False) -> None:
-        col, w = resize_taps(offset, length, n, src_len, flip)
+                 transpose: bool = False, colsum: bool = False, clip: tuple[Tensor, Tensor] | None = None) -> None:
+        col, w = resize_taps(offset, length, n, src_len, flip, clip)
         self.mean = item_major(col, w * (scale / n), src_len, with_rows=False) if want_mean or colsum else None
         self.pos, self.w = item_major(col, w * scale if scale != 1.0 else w, src_len, transpose=transpose)
         self.blur = blur if blur is not None and bool(blur.any()) else None
@@ -329,11 +359,12 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
     """
     vg = len(views)
     fast = st.mode == "fast"
-    names = ("box", "flip", "blur_apply", "blur_sigma", "solarize")
+    names = ("box", "clip", "flip", "blur_apply", "blur_sigma", "solarize")
     if fast:
         names += ("brightness", "contrast", "saturation", "hue", "color_order", "color_apply", "gray")
     g = _group_fields(params, names, views, device)
     box = torch.round(g["box"].double()).long()  # [M, 4]
+    clip = torch.round(g["clip"].double()).long()  # [M, 4] visible windows
     hw = params.image_hw.to(device).long().repeat_interleave(vg, dim=0)  # [M, 2]
     blur, sigma, solarize = g["blur_apply"], g["blur_sigma"].float(), g["solarize"]
     fold = blur if fast else None  # fast mode folds the blur into the matrices
@@ -341,17 +372,20 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
     taps: dict[int, _BlurTaps] = {}  # blur taps per output side (shared by the axes)
 
     def axis(off: Tensor, length: Tensor, f: Tensor | None, n: int, side: int | None, src: Tensor, sc: float,
-             transpose: bool, colsum: bool) -> _Axis:
-        if side is not None and table_fits(side, n) and bool(((off >= 0) & (off + length <= side)).all()):
+             transpose: bool, colsum: bool, c0: Tensor, cl: Tensor) -> _Axis:
+        # the table holds crops inside the source; a window that hides part of the box needs taps
+        seen = (c0 <= off) & (off + length <= c0 + cl)
+        if side is not None and table_fits(side, n) and bool(((off >= 0) & (off + length <= side) & seen).all()):
             if fold is not None and n not in taps and bool(fold.any()):
                 taps[n] = _blur_taps(fold, sigma, n, st.rule)
             return _TableAxis(off, length, f, n, side, sc, fold, sigma, st.rule, transpose, colsum, taps.get(n))
-        return _TapAxis(off, length, f, n, src, sc, fold, sigma, st.rule, fast, transpose, colsum)
+        window = None if bool(seen.all()) else (c0, cl)
+        return _TapAxis(off, length, f, n, src, sc, fold, sigma, st.rule, fast, transpose, colsum, window)
 
     sh, sw = (src_hw if src_hw is not None else (None, None))
     # fast mode: the vertical matrices carry an extra row, their column sums (for the channel means)
-    y = axis(box[:, 1], box[:, 3], None, oh, sh, hw[:, 0], scale, False, fast)
-    x = axis(box[:, 0], box[:, 2], g["flip"], ow, sw, hw[:, 1], 1.0, True, False)
+    y = axis(box[:, 1], box[:, 3], None, oh, sh, hw[:, 0], scale, False, fast, clip[:, 1], clip[:, 3])
+    x = axis(box[:, 0], box[:, 2], g["flip"], ow, sw, hw[:, 1], 1.0, True, False, clip[:, 0], clip[:, 2])
     A = K = const = None
     if fast:
         A, K = fast_color_matrices(g["brightness"], g["contrast"], g["saturation"], g["hue"],
@@ -680,6 +714,7 @@ def render_views(
             work = work.for_chunk(rows.stop - rows.start)
             _, m = _geometry(x, plan, rows, 1.0, st, work)
             _photometric(work, m, plan, params, rows, outs, st)
+    _rotate_(outs, params)
     return outs
 
 
@@ -751,6 +786,7 @@ def render_views_list(
                     m.view(k, vg, 3).index_copy_(0, local, m_g.view(-1, vg, c).expand(-1, -1, 3))
             # batched photometric stage over the chunk
             _photometric(work, m, plan, params, rows, outs, st)
+    _rotate_(outs, params)
     return outs
 
 

@@ -123,13 +123,16 @@ def _per_item(x: int | Tensor, m: int, device) -> Tensor:
 
 
 def resize_taps(
-    offset: Tensor, length: Tensor, n_out: int, src_len: int | Tensor, flip: Tensor | None = None
+    offset: Tensor, length: Tensor, n_out: int, src_len: int | Tensor, flip: Tensor | None = None,
+    clip: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Crop ``[offset, offset + length)`` of a source axis resized to ``n_out`` pixels, as taps.
 
     ``offset``, ``length``: [M] integers (source pixels); ``src_len``: int or [M]; ``flip``: [M]
-    bool, reverses the output. Returns ``(col, w)``, both [K, M, n_out]: source column (int64,
-    clamped into the source) and float32 weight (zero where the column lies outside the source).
+    bool, reverses the output; ``clip``: ([M] start, [M] length) of the visible window, source pixels
+    outside it are zero like those outside the source (None: the whole source). Returns ``(col, w)``,
+    both [K, M, n_out]: source column (int64, clamped into the source) and float32 weight (zero
+    where the column lies outside the source or the window).
     """
     device = offset.device
     m = offset.shape[0]
@@ -156,6 +159,9 @@ def resize_taps(
     col = j.long().add_(offset.long()[None, :, None])
     hi = src[None, :, None]
     w.mul_((col >= 0) & (col < hi))
+    if clip is not None:
+        c0 = clip[0].long()[None, :, None]
+        w.mul_((col >= c0) & (col < c0 + clip[1].long()[None, :, None]))
     col = torch.minimum(col.clamp_(min=0), hi - 1)
     return col, w
 

@@ -2,10 +2,12 @@
 
 torchvision's semantics on a float image in [0, 1] (one image, one view):
 
-1. crop ``box`` = (x0, y0, w, h) (rounded to whole pixels; pixels outside the image are zero);
+1. crop ``box`` = (x0, y0, w, h) (rounded to whole pixels; pixels outside the image, or outside
+   the visible window ``clip``, are zero);
 2. resize to ``out_hw[v]`` with ``F.interpolate(mode="bilinear", antialias=True)`` (what
    torchvision's tensor ``resize`` does; PIL's bilinear resize of the crop computes the same
-   weights), then horizontal flip;
+   weights; skipped when the crop already has that size), then horizontal flip, then ``rotation``
+   (k quarter turns counter-clockwise, ``torch.rot90``; square views);
 3. colour jitter when ``color_apply``, ops in ``color_order``, each followed by a clamp to [0, 1]:
    brightness ``x * b``; contrast: blend with the mean luma of the image; saturation: blend with
    the luma image; hue: HSV hue shift by ``h`` turns;
@@ -31,12 +33,15 @@ from .kernels import blur_kernel_size, gaussian_kernel1d
 SOLARIZE_THRESHOLD = 128 / 255 - 1e-5
 
 
-def crop_zero_padded(image: Tensor, x0: int, y0: int, w: int, h: int) -> Tensor:
-    """The box (x0, y0, w, h) of ``image`` [C, H, W]; pixels outside the image are zero."""
+def crop_zero_padded(image: Tensor, x0: int, y0: int, w: int, h: int,
+                     clip: tuple[int, int, int, int] | None = None) -> Tensor:
+    """The box (x0, y0, w, h) of ``image`` [C, H, W]; pixels outside the image, or outside the
+    window ``clip`` = (x0, y0, w, h) when given, are zero."""
     c, H, W = image.shape
     out = image.new_zeros(c, h, w)
-    xa, xb = max(x0, 0), min(x0 + w, W)
-    ya, yb = max(y0, 0), min(y0 + h, H)
+    cx, cy, cw, ch = clip if clip is not None else (0, 0, W, H)
+    xa, xb = max(x0, 0, cx), min(x0 + w, W, cx + cw)
+    ya, yb = max(y0, 0, cy), min(y0 + h, H, cy + ch)
     if xa < xb and ya < yb:
         out[:, ya - y0:yb - y0, xa - x0:xb - x0] = image[:, ya:yb, xa:xb]
     return out
@@ -70,10 +75,17 @@ def render_view_reference(
     x0, y0, w, h = (int(round(float(t))) for t in params.box[i, v])
     oh, ow = (int(s) for s in params.out_hw[v])
 
-    x = crop_zero_padded(image, x0, y0, w, h)
-    x = F.interpolate(x[None], size=(oh, ow), mode="bilinear", align_corners=False, antialias=True)[0]
+    clip = tuple(int(round(float(t))) for t in params.clip[i, v])
+    x = crop_zero_padded(image, x0, y0, w, h, clip)
+    if (h, w) != (oh, ow):
+        x = F.interpolate(x[None], size=(oh, ow), mode="bilinear", align_corners=False, antialias=True)[0]
     if bool(params.flip[i, v]):
         x = x.flip(-1)
+    k = int(params.rotation[i, v])
+    if k:
+        if oh != ow:
+            raise ValueError(f"view {v} is {oh}x{ow}: rotation by quarter turns needs square views")
+        x = torch.rot90(x, k, dims=(1, 2))
 
     if bool(params.color_apply[i, v]):
         factors = (params.brightness, params.contrast, params.saturation, params.hue)

@@ -9,7 +9,8 @@ A coupling is ``Coupling(param, views, law)``. ``law`` is one of
 - :class:`UserJoint` — any user function ``fn(n, lo, hi, generator) -> (x_i, x_j)``.
 
 Scalar parameters: ``scale`` (crop area fraction), ``sigma`` (blur), ``brightness``, ``contrast``,
-``saturation``, ``hue``. Groups for :class:`Same`: see :data:`GROUPS`.
+``saturation``, ``hue``. Groups for :class:`Same`: see :data:`GROUPS` (``"rotation"``: the quarter
+turns; ``"crop_mean"``: the per-image mean of the multi-object Gaussian crops, MGCC / MCGCC).
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ SCALAR_PARAMS = ("scale", "sigma", "brightness", "contrast", "saturation", "hue"
 
 #: Groups of ViewParams fields that a Same coupling copies together.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "crop": ("box", "fallback"),
-    "position": ("box",),
+    "crop": ("box", "fallback", "clip"),
+    "position": ("box", "clip"),
+    "rotation": ("rotation",),
     "flip": ("flip",),
     "color": ("color_apply", "brightness", "contrast", "saturation", "hue", "color_order"),
     "gray": ("gray",),
     "blur": ("blur_sigma", "blur_apply"),
     "solarize": ("solarize",),
     "scale": (),  # handled on the scalar before boxes are drawn
+    "crop_mean": (),  # GCC family: the Gaussian's mean, shared before the centres are drawn (MGCC)
     "sigma": ("blur_sigma",),
     "brightness": ("brightness",),
     "contrast": ("contrast",),

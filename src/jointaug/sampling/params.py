@@ -7,8 +7,11 @@ the same pixels. Every tensor field has leading shape [N, V].
 Semantics of one view (the order a renderer applies them in):
 
 1. crop ``box`` = (x0, y0, w, h) in source pixels (integers stored as float; pixels outside the
-   source image are zero), resized to ``out_hw[v]`` (bilinear, antialiased when shrinking);
+   source image, and outside the visible window ``clip`` = (x0, y0, w, h), are zero), resized to
+   ``out_hw[v]`` (bilinear, antialiased when shrinking; no resize when the sizes agree);
 2. horizontal ``flip``;
+2b. ``rotation``: k quarter turns counter-clockwise (``torch.rot90(view, k, dims=(-2, -1))``), square
+   views only (the photometric ops below commute with it: a renderer may apply it last);
 3. colour jitter when ``color_apply``: brightness, contrast, saturation (multiplicative factors,
    1 = identity) and hue (shift in turns, 0 = identity) applied in the order ``color_order``
    (a permutation of 0=brightness, 1=contrast, 2=saturation, 3=hue);
@@ -45,7 +48,11 @@ _TENSOR_FIELDS = (
     "blur_sigma",
     "blur_apply",
     "solarize",
+    "rotation",
+    "clip",
 )
+#: fields that older serialisations may lack (filled with their identity value)
+_OPTIONAL_FIELDS = ("rotation", "clip")
 
 
 @dataclass
@@ -67,7 +74,16 @@ class ViewParams:
     blur_sigma: Tensor  # [N, V] float32 (meaningful where blur_apply)
     blur_apply: Tensor  # [N, V] bool
     solarize: Tensor  # [N, V] bool
+    rotation: Tensor | None = None  # [N, V] int64 in 0..3: quarter turns counter-clockwise (None: zeros)
+    clip: Tensor | None = None  # [N, V, 4] float32 visible window (x0, y0, w, h) (None: the whole image)
     extra: dict[str, Tensor] = field(default_factory=dict)  # policy-specific extras (e.g. "joint_crop")
+
+    def __post_init__(self) -> None:
+        n, v = self.box.shape[0], self.box.shape[1]
+        if self.rotation is None:
+            self.rotation = torch.zeros(n, v, dtype=torch.int64, device=self.box.device)
+        if self.clip is None:
+            self.clip = whole_image_clip(self.image_hw, v).to(self.box.device)
 
     # ------------------------------------------------------------------ shape helpers
     @property
@@ -138,10 +154,12 @@ class ViewParams:
             "fallback": torch.bool, "flip": torch.bool, "color_apply": torch.bool, "gray": torch.bool,
             "blur_apply": torch.bool, "solarize": torch.bool,
         }
-        missing = [k for k in (*_TENSOR_FIELDS, "out_hw") if k not in d]
+        dtypes["rotation"] = torch.int64
+        missing = [k for k in (*_TENSOR_FIELDS, "out_hw") if k not in d and k not in _OPTIONAL_FIELDS]
         if missing:
             raise KeyError(f"ViewParams.from_dict: missing keys {missing}")
-        kw = {name: torch.tensor(d[name], dtype=dtypes.get(name, torch.float32)) for name in _TENSOR_FIELDS}
+        kw = {name: torch.tensor(d[name], dtype=dtypes.get(name, torch.float32))
+              for name in _TENSOR_FIELDS if name in d}
         extra = {k: torch.tensor(v) for k, v in d.get("extra", {}).items()}
         return ViewParams(out_hw=[tuple(int(x) for x in hw) for hw in d["out_hw"]], extra=extra, **kw)
 
@@ -166,6 +184,7 @@ class ViewParams:
                     f"order={self.color_order[i, j].tolist()}) gray={bool(self.gray[i, j])}"
                     f" blur={float(self.blur_sigma[i, j]) if self.blur_apply[i, j] else 0:.2f}"
                     f" solarize={bool(self.solarize[i, j])}"
+                    + (f" rot={int(self.rotation[i, j]) * 90}" if int(self.rotation[i, j]) else "")
                 )
         if n > 4:
             lines.append(f"  ... {n - 4} more images")
@@ -177,6 +196,15 @@ class ViewParams:
         return self.out_hw == other.out_hw and all(
             torch.equal(getattr(self, k), getattr(other, k)) for k in _TENSOR_FIELDS
         )
+
+
+def whole_image_clip(image_hw: Tensor, num_views: int) -> Tensor:
+    """[N, V, 4] visible windows (0, 0, W, H): every source pixel visible (the default ``clip``)."""
+    hw = torch.as_tensor(image_hw).to(torch.float32)
+    clip = torch.zeros(hw.shape[0], num_views, 4)
+    clip[..., 2] = hw[:, 1, None]
+    clip[..., 3] = hw[:, 0, None]
+    return clip
 
 
 def identity_params(image_hw: Tensor, out_hw: list[tuple[int, int]]) -> ViewParams:
@@ -200,4 +228,4 @@ def fields() -> tuple[str, ...]:
     return _TENSOR_FIELDS
 
 
-__all__ = ["COLOR_OPS", "ViewParams", "identity_params", "fields"]
+__all__ = ["COLOR_OPS", "ViewParams", "identity_params", "whole_image_clip", "fields"]

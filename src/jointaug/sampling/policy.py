@@ -13,7 +13,30 @@ Crop semantics (spec section 2):
   10 times, then falls back on its own: ``fallback="whole"`` (the authors' released code, default)
   takes the whole image, ``fallback="center"`` the torchvision centre crop.
 
-Each parameter family (crop, flip, colour, gray, blur, solarize, alternative) draws from its own
+Fixed-size crops (``ViewSpec.crop``, the label-preserving crops of Hassan et al. 2025): the crop
+keeps the image's aspect, ``w = floor(W sqrt(s))``, ``h = floor(H sqrt(s))`` for the area fraction
+``s = crop_size``, and is not resized (``size=None``: the view's size is the crop's size):
+
+- ``"fixed"``: uniform position fully inside (RandomCrop of that size; the papers' baseline RC);
+- ``"gcc"``: centre ~ N(mu, diag(alpha W, alpha H)) with mu the image centre (alpha scales the
+  variance); the box ``round(centre -/+ size / 2)`` may leave the image, the missing part is zero;
+- ``"cgcc"``: as gcc, then the box is shifted to lie fully inside the image;
+- ``"mgcc"`` / ``"mcgcc"``: the mean is drawn per image, mu ~ U(aW, bW) x U(aH, bH)
+  (``gcc_range = (a, b)``); views share it through ``Coupling("crop_mean", (i, j), Same())``
+  (``make_policy`` adds it), then as gcc / cgcc.
+
+Padding of a box that leaves the image (gcc, mgcc): ``pad="even"`` (default; the authors' code,
+torchvision's CenterCrop padding of the visible part) puts the visible part in the middle of the
+view, zeros split evenly (the extra pixel right / below): the box is moved and ``clip`` (the
+visible window) keeps the pixels the unmoved box saw; ``pad="side"`` keeps the box, zeros on the
+side it crosses. The drawn means and centres are in ``extra["crop_mean"]`` / ``extra["crop_centre"]``
+([N, V, 2], (x, y) in source pixels).
+
+Rotation: ``rotate_p`` is the probability of a non-zero rotation; a rotated view turns by 90, 180
+or 270 degrees (uniform), so ``rotate_p=0.75`` gives the four angles with equal probability.
+Square views only (refused at construction; for ``size=None`` views at sampling).
+
+Each parameter family (crop, flip, colour, gray, blur, solarize, alternative, rotation) draws from its own
 generator seeded from ``generator``, so two policies that differ only in, say, the crop law give
 the same colours, blurs and flips for the same seed: comparisons are paired.
 """
@@ -27,10 +50,15 @@ import torch
 from torch import Tensor
 
 from .couplings import GROUPS, Coupling, Independent, Same
-from .params import ViewParams
+from .params import ViewParams, whole_image_clip
 
 MAX_ATTEMPTS = 10
-_FAMILIES = ("crop", "flip", "color", "gray", "blur", "solarize", "alternative")
+#: appended families keep the earlier families' seeds (torch's prefix-stable randint)
+_FAMILIES = ("crop", "flip", "color", "gray", "blur", "solarize", "alternative", "rotation")
+#: crop modes of a view: torchvision's RandomResizedCrop (J-Crop when its area is coupled) and the
+#: fixed-size, non-resized crops (uniform position, and the Gaussian-centred family)
+CROP_MODES = ("resized", "fixed", "gcc", "cgcc", "mgcc", "mcgcc")
+PAD_MODES = ("even", "side")
 
 
 def _prob(name: str, p: float) -> float:
@@ -59,7 +87,7 @@ def _pair(name: str, v: tuple[float, float], *, positive: bool = True, upper: fl
 class ViewSpec:
     """What one view looks like (its own probabilities and ranges); validated on creation."""
 
-    size: int | tuple[int, int] = 224
+    size: int | tuple[int, int] | None = 224  # None: the crop's own size (fixed-size crop modes)
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_p: float = 0.5
@@ -69,12 +97,43 @@ class ViewSpec:
     blur_p: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
+    crop: str = "resized"  # one of CROP_MODES
+    crop_size: float = 0.4  # fixed-size modes: crop area as a fraction of the image area, in (0, 1]
+    alpha: float = 1.0  # gcc family: variance scale (std = sqrt(alpha * side) per axis)
+    gcc_range: tuple[float, float] = (0.25, 0.75)  # mgcc / mcgcc: mean ~ U(a * side, b * side)
+    pad: str = "even"  # gcc / mgcc boxes leaving the image: "even" (authors) or "side" zero padding
+    rotate_p: float = 0.0  # probability of a rotation by 90, 180 or 270 degrees (uniform)
 
     def __post_init__(self) -> None:
-        size = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
-        if len(size) != 2 or any((not isinstance(s, int)) or s < 1 for s in size):
-            raise ValueError(f"view size must be a positive int or (h, w), got {self.size!r}")
-        self.size = size
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
+        if self.size is None:
+            if self.crop == "resized":
+                raise ValueError("size=None (the crop's own size) needs a fixed-size crop mode "
+                                 f"({CROP_MODES[1:]}), not crop='resized'")
+        else:
+            size = (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
+            if len(size) != 2 or any((not isinstance(s, int)) or s < 1 for s in size):
+                raise ValueError(f"view size must be a positive int or (h, w), got {self.size!r}")
+            self.size = size
+        cs = self.crop_size
+        if isinstance(cs, bool) or not isinstance(cs, (int, float)) or not (0.0 < cs <= 1.0):
+            raise ValueError(f"crop_size must be an area fraction in (0, 1], got {cs!r}")
+        self.crop_size = float(cs)
+        a = self.alpha
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a <= 0:
+            raise ValueError(f"alpha must be a finite number > 0, got {a!r}")
+        self.alpha = float(a)
+        lo, hi = _pair("gcc_range", self.gcc_range, positive=False, upper=1.0)
+        if lo < 0:
+            raise ValueError(f"gcc_range must satisfy 0 <= a <= b <= 1, got {self.gcc_range!r}")
+        self.gcc_range = (lo, hi)
+        if self.pad not in PAD_MODES:
+            raise ValueError(f"pad must be one of {PAD_MODES}, got {self.pad!r}")
+        self.rotate_p = _prob("rotate_p", self.rotate_p)
+        if self.rotate_p > 0 and self.size is not None and self.size[0] != self.size[1]:
+            raise ValueError(f"rotate_p={self.rotate_p} needs a square view, got size {self.size} "
+                             f"(a quarter turn would change the view's shape)")
         self.scale = _pair("scale", self.scale, upper=1.0)
         self.ratio = _pair("aspect ratio", self.ratio)
         self.blur_sigma = _pair("blur sigma", self.blur_sigma)
@@ -126,6 +185,17 @@ class ViewPolicy:
             if max(i, j) >= len(self.views):
                 raise ValueError(f"coupling {c.param} names view {max(i, j)} but the policy has "
                                  f"{len(self.views)} views")
+            if c.param == "scale" and not isinstance(c.law, Independent):
+                bad = [k for k in (i, j) if self.views[k].crop != "resized"]
+                if bad:
+                    raise ValueError(f"coupling scale between views {i} and {j}: view {bad[0]} has crop "
+                                     f"{self.views[bad[0]].crop!r}, whose size is fixed (couple scale of "
+                                     f"'resized' views only)")
+            if c.param == "crop_mean":
+                bad = [k for k in (i, j) if self.views[k].crop not in ("mgcc", "mcgcc")]
+                if bad:
+                    raise ValueError(f"coupling crop_mean between views {i} and {j}: view {bad[0]} has crop "
+                                     f"{self.views[bad[0]].crop!r}; a shared random mean needs mgcc or mcgcc")
             if not isinstance(c.law, (Same, Independent)) and c.param in ("scale", "sigma", "brightness",
                                                                           "contrast", "saturation", "hue"):
                 ri, rj = self.views[i].range_of(c.param), self.views[j].range_of(c.param)
@@ -138,8 +208,33 @@ class ViewPolicy:
         return len(self.views)
 
     @property
-    def out_hw(self) -> list[tuple[int, int]]:
-        return [tuple(v.size) for v in self.views]
+    def out_hw(self) -> list[tuple[int, int] | None]:
+        """Output (h, w) of every view; None for a view that keeps its crop's size (see :meth:`view_hw`)."""
+        return [None if v.size is None else tuple(v.size) for v in self.views]
+
+    def view_hw(self, image_hw: Tensor | tuple[int, int] | list) -> list[tuple[int, int]]:
+        """Output (h, w) of every view for images of sizes ``image_hw`` ([N, 2] or one (H, W)).
+
+        A view of ``size=None`` keeps its crop's size ``(floor(H sqrt(s)), floor(W sqrt(s)))``;
+        all images must then give that view one size (a batch holds one tensor per view).
+        """
+        hw = torch.as_tensor(image_hw, dtype=torch.int64).reshape(-1, 2)
+        out = []
+        for k, spec in enumerate(self.views):
+            if spec.size is not None:
+                out.append(tuple(spec.size))
+                continue
+            sizes = {tuple(t) for t in _fixed_crop_hw(hw, spec.crop_size).tolist()}
+            if len(sizes) != 1:
+                raise ValueError(f"view {k} keeps its crop's own size (size=None, crop_size={spec.crop_size}) "
+                                 f"but these images give crops of {len(sizes)} sizes {sorted(sizes)[:4]}; "
+                                 f"give the view a size (crops resized to it) or batch images of one size")
+            h, w = sizes.pop()
+            if spec.rotate_p > 0 and h != w:
+                raise ValueError(f"view {k}: rotate_p={spec.rotate_p} needs square views but its crops are "
+                                 f"{h}x{w} (non-square images); give the view a square size")
+            out.append((int(h), int(w)))
+        return out
 
     def all_couplings(self) -> list[Coupling]:
         return list(self.couplings) + [c for alt in self.alternatives for c in alt]
@@ -170,6 +265,7 @@ class ViewPolicy:
         seeds = torch.randint(0, 2**62, (len(_FAMILIES),), generator=generator).tolist()
         gens = {f: torch.Generator().manual_seed(s) for f, s in zip(_FAMILIES, seeds)}
         n, v = hw.shape[0], self.num_views
+        out_hw = self.view_hw(hw) if n else [s or (1, 1) for s in self.out_hw]
 
         # which alternative coupling set each image uses
         alt = (torch.randint(0, len(self.alternatives), (n,), generator=gens["alternative"])
@@ -186,6 +282,11 @@ class ViewPolicy:
                 for k in c.views:
                     coupled_area[:, k] |= m
         box, fallback = self._boxes(hw, scalars["scale"], coupled_area, gens["crop"])
+        clip = whole_image_clip(hw, v)
+        fixed = [k for k, s in enumerate(self.views) if s.crop != "resized"]
+        if fixed:
+            gbox, gclip, centre, mean = self._fixed_boxes(hw, active, gens["crop"])
+            box[:, fixed], clip[:, fixed], fallback[:, fixed] = gbox[:, fixed], gclip[:, fixed], False
 
         g = gens["color"]
         color_apply = torch.rand(n, v, generator=g) < self._per_view("jitter_p")
@@ -194,9 +295,13 @@ class ViewPolicy:
         gray = torch.rand(n, v, generator=gens["gray"]) < self._per_view("gray_p")
         blur_apply = torch.rand(n, v, generator=gens["blur"]) < self._per_view("blur_p")
         solarize = torch.rand(n, v, generator=gens["solarize"]) < self._per_view("solarize_p")
+        g = gens["rotation"]
+        turn = torch.rand(n, v, generator=g) < self._per_view("rotate_p")
+        rotation = torch.where(turn, torch.randint(1, 4, (n, v), generator=g), 0)
 
         params = ViewParams(
-            image_hw=hw, out_hw=self.out_hw, box=box, fallback=fallback, flip=flip, color_apply=color_apply,
+            image_hw=hw, out_hw=out_hw, box=box, rotation=rotation, clip=clip, fallback=fallback, flip=flip,
+            color_apply=color_apply,
             brightness=scalars["brightness"].float(), contrast=scalars["contrast"].float(),
             saturation=scalars["saturation"].float(), hue=scalars["hue"].float(), color_order=color_order,
             gray=gray, blur_sigma=scalars["sigma"].float(), blur_apply=blur_apply, solarize=solarize,
@@ -204,6 +309,8 @@ class ViewPolicy:
         )
         if self.alternatives:
             params.extra["alternative"] = alt
+        if fixed:
+            params.extra["crop_centre"], params.extra["crop_mean"] = centre.float(), mean.float()
         for c, mask in active:  # whole-group copies (LooC's "same augmentation i")
             if isinstance(c.law, Same):
                 i, j = c.views
@@ -284,3 +391,51 @@ class ViewPolicy:
         y0 = torch.where(found, y0, torch.where(centre, torch.floor((Hf - h) / 2), 0.0))
         box = torch.stack([x0, y0, w, h], dim=-1).float()
         return box, ~found
+
+    def _fixed_boxes(self, hw: Tensor, active: list, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Boxes of the fixed-size crop modes for every view (used where ``crop != "resized"``).
+
+        Returns ``(box [N, V, 4], clip [N, V, 4], centre [N, V, 2], mean [N, V, 2])``; float64
+        draws: the per-image means U(a, b) * side, then standard normals for the centres, then the
+        uniform positions of ``"fixed"`` (all drawn for every view, so the stream does not depend on
+        which views use which mode).
+        """
+        n, v = hw.shape[0], self.num_views
+        side = torch.stack([hw[:, 1], hw[:, 0]], dim=-1).double()[:, None, :].expand(n, v, 2)  # (W, H)
+        size = torch.stack([_fixed_crop_hw(hw, s.crop_size).flip(-1) for s in self.views], dim=1).double()
+        rng = torch.tensor([s.gcc_range for s in self.views], dtype=torch.float64)  # [V, 2]
+        alpha = torch.tensor([s.alpha for s in self.views], dtype=torch.float64)[None, :, None]
+        multi = torch.tensor([s.crop in ("mgcc", "mcgcc") for s in self.views])[None, :, None]
+        u = torch.rand(n, v, 2, generator=g, dtype=torch.float64)
+        mean = torch.where(multi, (rng[None, :, 0, None] + u * (rng[None, :, 1, None] - rng[None, :, 0, None])) * side,
+                           side / 2)
+        for c, mask in active:  # MGCC: the views share one mean per image
+            if c.param == "crop_mean" and isinstance(c.law, Same):
+                i, j = c.views
+                m = torch.ones(n, dtype=torch.bool) if mask is None else mask
+                mean[m, j] = mean[m, i]
+        centre = mean + torch.sqrt(alpha * side) * torch.randn(n, v, 2, generator=g, dtype=torch.float64)
+        x0 = torch.floor(centre - size / 2 + 0.5)  # the box whose centre is nearest the drawn one
+        uf = torch.rand(n, v, 2, generator=g, dtype=torch.float64)
+        mode = [s.crop for s in self.views]
+        is_fixed = torch.tensor([m == "fixed" for m in mode])[None, :, None]
+        inside = torch.tensor([m in ("cgcc", "mcgcc") for m in mode])[None, :, None]
+        even = torch.tensor([m in ("gcc", "mgcc") and s.pad == "even" for m, s in zip(mode, self.views)])
+        x0 = torch.where(is_fixed, torch.floor(uf * (side - size + 1)).minimum(side - size), x0)
+        x0 = torch.where(inside, x0.clamp(min=0).minimum(side - size), x0)
+        # even padding: the visible part [a, b) in the middle of the view, zeros split evenly
+        a, b = x0.clamp(0, None).minimum(side), (x0 + size).clamp(0, None).minimum(side)
+        vis = b - a
+        moved = torch.where(vis > 0, a - torch.floor((size - vis) / 2), x0)
+        ev = even[None, :, None]
+        box = torch.cat([torch.where(ev, moved, x0), size], dim=-1).float()
+        clip = whole_image_clip(hw, v)
+        clip = torch.where(ev, torch.cat([a, vis], dim=-1).float(), clip)
+        return box, clip, centre, mean
+
+
+def _fixed_crop_hw(hw: Tensor, crop_size: float) -> Tensor:
+    """[N, 2] (h, w) of crops of area fraction ``crop_size`` with the images' aspect:
+    ``floor(side * sqrt(s))`` (1e-9 absorbs the rounding of sqrt, e.g. 10 * sqrt(0.64)), at least 1."""
+    r = math.sqrt(crop_size)
+    return torch.floor(hw.double() * r + 1e-9).clamp(min=1).long()

@@ -5,6 +5,13 @@
 factors (J-Color). When both crop and blur are joint, ``combine="coin"`` (default, the paper's
 recommendation) flips a fair coin per image: J-Crop + ordinary blur, or ordinary crop + J-Blur;
 ``combine="both"`` applies both at once.
+
+Fixed-size crops (Hassan et al. 2025, label-preserving crops): ``crop="fixed"`` (RandomCrop of that
+size, their baseline) and ``crop="gcc" | "cgcc" | "mgcc" | "mcgcc"`` with ``crop_size`` (area
+fraction), ``alpha`` (variance scale), ``gcc_range`` (the multi-object mean's range) and ``pad``
+(``"even"``, the authors', or ``"side"``); views keep the crop's size unless ``size`` is given
+(then crops are resized to it). The ``gcc`` recipe is their protocol's views: flip, Gaussian blur
+always (3x3 at views below 40 px, the ``"tenth"`` kernel rule), no colour jitter, no grayscale.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from .couplings import Coupling, RatioLaw
+from .couplings import Coupling, RatioLaw, Same
 from .policy import ViewPolicy, ViewSpec
 
 # per recipe: jitter (b, c, s, h), jitter p, gray p, blur p per view, solarize p per view, crop scale
@@ -34,19 +41,24 @@ RECIPES: dict[str, dict] = {
                  local_scale=(0.05, 0.4), local_size=96, local_blur_p=0.5, n_local=6),
     "small": dict(jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, gray_p=0.2, blur_p=(0.0, 0.0),
                   solarize_p=(0.0, 0.0), scale=(0.2, 1.0), size=32),
+    # Hassan et al. 2025 (label-preserving crops): per-view flip + 3x3 Gaussian blur, nothing else
+    "gcc": dict(jitter=(0.0, 0.0, 0.0, 0.0), jitter_p=0.0, gray_p=0.0, blur_p=(1.0, 1.0),
+                solarize_p=(0.0, 0.0), scale=(0.2, 1.0), size=32),
 }
 RECIPE_ALIASES = {"moco": "mocov2", "moco_v1": "mocov1", "moco_v2": "mocov2", "moco_v3": "mocov3",
                   "small-data": "small", "small_data": "small", "cifar": "small"}
 CHOICES = ("random", "joint")
+#: crop choices of make_policy: RandomResizedCrop, J-Crop, and the fixed-size crop modes
+CROP_CHOICES = ("random", "joint", "fixed", "gcc", "cgcc", "mgcc", "mcgcc")
 
 
 def recipe_names() -> list[str]:
     return sorted(RECIPES)
 
 
-def _choice(name: str, v: str) -> str:
-    if v not in CHOICES:
-        raise ValueError(f"{name} must be one of {CHOICES}, got {v!r}")
+def _choice(name: str, v: str, choices: tuple[str, ...] = CHOICES) -> str:
+    if v not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {v!r}")
     return v
 
 
@@ -69,27 +81,47 @@ def make_policy(
     joint_views: Sequence[tuple[int, int]] | None = None,
     n_local: int | None = None,
     local_size: int | None = None,
+    crop_size: float = 0.4,
+    alpha: float = 1.0,
+    gcc_range: tuple[float, float] = (0.25, 0.75),
+    pad: str = "even",
+    rotate_p: float = 0.0,
 ) -> ViewPolicy:
     """Build the view policy of a framework recipe with the chosen joint augmentations.
 
     ``joint_views``: the pairs of views the joint laws couple (default: views 0 and 1, the two
     global views; for DINO pass e.g. ``[(2, 3), (4, 5)]`` to couple pairs of local views).
+    ``crop`` in ``fixed | gcc | cgcc | mgcc | mcgcc``: the global views take fixed-size crops of
+    area fraction ``crop_size`` (see :mod:`jointaug.sampling.policy`), not resized unless ``size``
+    is given; mgcc / mcgcc views share one random mean per image (a ``crop_mean`` Same coupling).
+    ``rotate_p``: probability of a quarter-turn rotation (90, 180 or 270 degrees) of every view.
     """
     key = RECIPE_ALIASES.get(recipe, recipe)
     if key not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose from {recipe_names()}")
     r = RECIPES[key]
-    crop, blur, color = _choice("crop", crop), _choice("blur", blur), _choice("color", color)
+    crop = _choice("crop", crop, CROP_CHOICES)
+    blur, color = _choice("blur", blur), _choice("color", color)
     if combine not in ("coin", "both"):
         raise ValueError(f"combine must be 'coin' or 'both', got {combine!r}")
-    size = r["size"] if size is None else size
-    if not isinstance(size, int) or size < 1:
+    fixed = crop not in CHOICES
+    if fixed and scale is not None:
+        raise ValueError(f"scale={scale!r} applies to crop=random|joint; crop={crop!r} takes crop_size")
+    if fixed and key == "dino":
+        raise ValueError(f"crop={crop!r}: fixed-size crops are not defined for the dino multi-crop recipe")
+    if size is None and not fixed:
+        size = r["size"]
+    if size is not None and (not isinstance(size, int) or size < 1):
         raise ValueError(f"size must be a positive integer, got {size!r}")
     blur_ps = tuple(r["blur_p"]) if blur_p is None else tuple(float(p) for p in blur_p)
     if len(blur_ps) != 2:
         raise ValueError(f"blur_p must give one probability per global view (2), got {blur_p!r}")
-    base = ViewSpec(size=size, scale=tuple(scale) if scale is not None else r["scale"], jitter=r["jitter"],
-                    jitter_p=r["jitter_p"], gray_p=r["gray_p"])
+    base = ViewSpec(size=size if size is not None else r["size"],
+                    scale=tuple(scale) if scale is not None else r["scale"], jitter=r["jitter"],
+                    jitter_p=r["jitter_p"], gray_p=r["gray_p"], rotate_p=rotate_p if size is not None else 0.0)
+    if fixed:
+        base = dataclasses.replace(base, size=size, crop=crop, crop_size=crop_size, alpha=alpha,
+                                   gcc_range=tuple(gcc_range), pad=pad, rotate_p=rotate_p)
     views = [dataclasses.replace(base, blur_p=blur_ps[k], solarize_p=r["solarize_p"][k]) for k in range(2)]
     if key == "dino":
         n_loc = r["n_local"] if n_local is None else int(n_local)
@@ -105,6 +137,7 @@ def make_policy(
     jb = beta if blur_beta is None else blur_beta
     jc = beta if color_beta is None else color_beta
     crop_c = [Coupling("scale", p, RatioLaw(beta, bound)) for p in pairs] if crop == "joint" else []
+    mean_c = [Coupling("crop_mean", p, Same()) for p in pairs] if crop in ("mgcc", "mcgcc") else []
     blur_c = [Coupling("sigma", p, RatioLaw(jb, bound)) for p in pairs] if blur == "joint" else []
     if blur == "joint":
         for i, j in pairs:
@@ -118,13 +151,15 @@ def make_policy(
             raise ValueError(f"color_params must name brightness/contrast/saturation, got {list(color_params)}")
         color_c = [Coupling(p, pair, RatioLaw(jc, bound)) for p in color_params for pair in pairs]
 
-    couplings, alternatives = list(color_c), []
+    couplings, alternatives = list(color_c) + mean_c, []
     if crop_c and blur_c and combine == "coin":
         alternatives = [crop_c, blur_c]
     else:
         couplings += crop_c + blur_c
     tag = "+".join(t for t, on in (("J-Crop", crop_c), ("J-Blur", blur_c), ("J-Color", color_c)) if on)
     name = f"{key}" + (f" {tag}({beta:g})" if tag else " (independent)")
+    if fixed:
+        name += f" {crop.upper()}(s={crop_size:g}" + (f", alpha={alpha:g}" if crop != "fixed" else "") + ")"
     return ViewPolicy(views=views, couplings=couplings, alternatives=alternatives, fallback=fallback, name=name)
 
 
