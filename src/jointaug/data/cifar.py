@@ -203,7 +203,8 @@ def build_cifar(
         return TensorImageDataset(None, entry["labels"], entry["classes"], name=name, split=split,
                                   loader=loader, info={"source": str(path), "cache": entry["images_path"]})
     if kind == "archive" and verify:
-        check_md5(path, info["md5"], hint=f"not the official {info['filename']}? pass verify=False to use it anyway")
+        check_md5(path, info["md5"], hint=f"not the official {info['filename']}? set data.verify=false "
+                  "(jointaug train) or pass verify=False to use it anyway")
     images, lab, classes = read_cifar_arrays(kind, path, name, split, labels)
     if limit is not None:
         keep = stratified_subset(lab, limit)

@@ -97,7 +97,8 @@ def locate_stl10(root: str | None, download: bool, cache_dir: str | None, verify
             )
         archive = download_url(STL10_INFO["url"], dest, STL10_INFO["md5"])
     elif verify and not (cdir / entry_stem("stl10-extract", file_fingerprint(archive)) / ".complete").is_file():
-        check_md5(archive, STL10_INFO["md5"], hint="not the official archive? pass verify=False to use it anyway")
+        check_md5(archive, STL10_INFO["md5"], hint="not the official archive? set data.verify=false "
+                  "(jointaug train) or pass verify=False to use it anyway")
     return _extract(archive, cdir)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from jointaug.checkpoint import load_checkpoint
 from jointaug.models import build_backbone
 
 _MISSING = object()
@@ -37,9 +38,7 @@ def config_get(config: dict[str, Any], dotted: str, default: Any = _MISSING) -> 
 
 
 def load_checkpoint_dict(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The trainer's checkpoint loader (``weights_only=True``) plus checks that model and config are there."""
-    from jointaug.train.checkpoint import load_checkpoint
-
+    """Load and verify a checkpoint (``weights_only=True``, checksum checked) and check model and config are there."""
     ckpt = load_checkpoint(path, map_location)
     path = Path(path)
     for key in ("model", "config"):

@@ -287,8 +287,10 @@ class Trainer:
         try:
             found = select_checkpoint(self.ckpt_path, check=self._checkpoint_problem)
         except CheckpointError as exc:
-            raise CheckpointError(self.ckpt_path, f"cannot be resumed: {exc.reason}; move the files away "
-                                                  "or set train.resume=false to start over") from None
+            listing = "; ".join(f"{p}: {why}" for p, why in exc.rejected)
+            raise CheckpointError(self.ckpt_path.parent, f"holds no usable checkpoint, so the run cannot be resumed "
+                                                         f"({listing}); move the files away or set "
+                                                         "train.resume=false to start over") from None
         if found is None:
             return False
         state, chosen, rejected = found
