@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("jointaug.analysis.plots", "log-ratio densities (Fig. 3) and corner distance vs beta (Fig. 7)"),
     "pairs": ("jointaug.analysis.pairs", "gallery of positive pairs for a folder of images"),
     "bench": ("jointaug.bench", "benchmarks (augment: renderer throughput)"),
+    "export": ("jointaug.export", "write a checkpoint's backbone for torchvision, timm or detectron2"),
 }
 
 
