@@ -44,6 +44,32 @@ _FALLBACK_DATASETS = ("synthetic", "cifar10", "cifar100", "stl10", "folder", "im
                       "imagenet")
 #: data sets that need no ``data.root``
 _NO_ROOT = ("synthetic",)
+#: image and view sizes (px) accepted for ``data.size`` / ``aug.size``: below 8 px the renderer and the
+#: backbones' strides fail, above 2048 px one batch of views would not fit in any memory
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 2048
+#: ``train.seed`` must fit a 64-bit generator seed
+MAX_SEED = 2**63 - 1
+
+
+def _param_type_error(value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot replace a method hyperparameter whose default is ``default`` (None if it can).
+
+    The type of the constructor's default decides: bool -> true/false, int -> an integer (64.5 is not
+    truncated), float -> a finite number, str -> a string; a None default accepts anything.
+    """
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "must be an integer"
+        return None
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "must be a number"
+        return None if math.isfinite(value) else "must be a finite number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "must be a string"
+    return None
 
 
 class ConfigError(ValueError):
@@ -382,7 +408,7 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
                                 "data.download=true")
     elif not Path(os.path.expanduser(root)).exists() and not cfg.data.download:
         c.fail("data.root", "no such file or directory")
-    c.number("data.size", lo=1, optional=True)
+    c.number("data.size", lo=MIN_IMAGE_SIZE, hi=MAX_IMAGE_SIZE, optional=True)
     c.number("data.limit", lo=1, optional=True)
     c.number("data.test_limit", lo=1, optional=True)
     c.number("data.num_workers", lo=0)
@@ -409,6 +435,9 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
         if k not in accepted:
             c.fail(f"method.params.{k}", f"unknown hyperparameter of {cfg.method.name!r}; accepted: "
                                          f"{', '.join(accepted)}")
+        why = _param_type_error(cfg.method.params[k], accepted[k])
+        if why:
+            c.fail(f"method.params.{k}", f"{why} (the default of {cfg.method.name!r} is {accepted[k]!r})")
     # aug
     from jointaug.sampling.recipes import RECIPE_ALIASES, recipe_names
 
@@ -419,7 +448,7 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     c.number("aug.beta")
     c.number("aug.blur_beta", optional=True)
     c.number("aug.color_beta", optional=True)
-    c.number("aug.size", lo=1, optional=True)
+    c.number("aug.size", lo=MIN_IMAGE_SIZE, hi=MAX_IMAGE_SIZE, optional=True)
     scale = c.floats("aug.scale", 2)
     if scale is not None and not (0 < scale[0] <= scale[1] <= 1):
         c.fail("aug.scale", "must be [min, max] with 0 < min <= max <= 1")
@@ -462,7 +491,7 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     c.number("optim.epochs", lo=1)
     c.number("optim.grad_clip", lo=0, lo_open=True, optional=True)
     # train
-    c.number("train.seed", lo=0)
+    c.number("train.seed", lo=0, hi=MAX_SEED)
     dev = cfg.train.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         c.fail("train.device", "must be auto, cpu, cuda or cuda:N")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,13 @@ def _resolve_device(name: str) -> torch.device:
 
 
 def _norm_stats(ckpt: dict[str, Any], args: argparse.Namespace) -> tuple[list[float], list[float], str]:
+    """(mean, std, source): the command line's (both or neither), else the checkpoint's, else ImageNet's."""
+    if (args.mean is None) != (args.std is None):
+        given, missing = ("--mean", "--std") if args.std is None else ("--std", "--mean")
+        raise ValueError(f"{given} was given without {missing}: give both (3 numbers each) or neither")
+    for flag, vals in (("--mean", args.mean), ("--std", args.std)):
+        if vals is not None and not all(math.isfinite(v) for v in vals):
+            raise ValueError(f"{flag} {' '.join(map(str, vals))}: must be finite numbers")
     config = ckpt["config"]
     candidates = [
         (args.mean, args.std, "command line"),
@@ -81,8 +89,9 @@ def _norm_stats(ckpt: dict[str, Any], args: argparse.Namespace) -> tuple[list[fl
     ]
     mean, std, source = next((m, s, src) for m, s, src in candidates if m is not None and s is not None)
     mean, std = [float(x) for x in mean], [float(x) for x in std]
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise ValueError(f"normalisation needs 3 means and 3 positive stds, got mean={mean}, std={std} ({source})")
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0 or not all(map(math.isfinite, mean + std)):
+        raise ValueError(f"normalisation needs 3 finite means and 3 positive finite stds, got mean={mean}, "
+                         f"std={std} ({source})")
     return mean, std, source
 
 
