@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .io import ImageReadError, load_image
+from .io import ImageReadError, load_image, max_member_bytes
 
 __all__ = [
     "DirSource",
@@ -31,6 +31,8 @@ __all__ = [
     "TarSource",
     "TensorImageDataset",
     "clean_member_name",
+    "member_too_big",
+    "safe_member_name",
     "resize_square",
     "stratified_subset",
 ]
@@ -158,6 +160,10 @@ class TarSource:
             self._fh = open(self.tar_path, "rb")  # kept open: one handle per process
             self._pid = os.getpid()
         offset, size = self.offsets[rel]
+        limit = max_member_bytes()
+        if limit is not None and size > limit:
+            raise ImageReadError(self.describe(rel), f"archive member is {size:,} bytes, over the limit of {limit:,} "
+                                                     "(raise $JOINTAUG_MAX_MEMBER_BYTES to allow it)")
         self._fh.seek(offset)
         data = self._fh.read(size)
         if len(data) != size:
@@ -186,16 +192,66 @@ class TarSource:
 
     @staticmethod
     def index(tar_path: str | os.PathLike) -> dict[str, tuple[int, int]]:
-        """Map every regular member of an uncompressed tar to (data offset, size)."""
+        """Map every regular member of an uncompressed tar to (data offset, size).
+
+        Every member is checked with :func:`safe_member_name` (no links, devices, ``..`` or
+        absolute names); an unsafe one is a ``ValueError`` naming it.
+        """
+        out: dict[str, tuple[int, int]] = {}
         with tarfile.open(tar_path, "r:") as tf:
-            return {clean_member_name(m.name): (m.offset_data, m.size) for m in tf.getmembers() if m.isfile()}
+            for m in tf.getmembers():
+                name = safe_member_name(m, tar_path)
+                if name is not None:
+                    out[name] = (m.offset_data, m.size)
+        return out
 
 
 def clean_member_name(name: str) -> str:
-    """Normalise a tar member name to a relative POSIX path (drops leading ``./`` and ``/``)."""
-    while name.startswith("./"):
-        name = name[2:]
-    return name.lstrip("/")
+    """Normalise a tar member name to a relative POSIX path (drops ``./`` and empty components)."""
+    return "/".join(p for p in name.split("/") if p not in ("", "."))
+
+
+def safe_member_name(member: tarfile.TarInfo, archive: str | os.PathLike) -> str | None:
+    """The relative POSIX name of a regular-file member, None for a directory; else a ``ValueError``.
+
+    Data archives may hold only regular files and folders with relative names that stay inside the
+    extraction folder: a ``..`` component, an absolute name, a symbolic or hard link, a device, a
+    FIFO or any other special member is refused with an error naming the archive and the member,
+    whether or not the member would be used (an archive built that way is not trusted).
+    """
+    raw = member.name
+    where = f"{archive}: archive member {raw!r}"
+    if member.issym() or member.islnk():
+        kind = "a symbolic link" if member.issym() else "a hard link"
+        raise ValueError(f"{where} is {kind} (to {member.linkname!r}); links are refused in data archives")
+    if member.ischr() or member.isblk():
+        raise ValueError(f"{where} is a device file; refused in data archives")
+    if member.isfifo():
+        raise ValueError(f"{where} is a FIFO; refused in data archives")
+    if not (member.isfile() or member.isdir()):
+        raise ValueError(f"{where} is not a regular file or folder (tar type {member.type!r}); refused")
+    if raw.startswith(("/", "\\")) or (len(raw) > 1 and raw[0].isalpha() and raw[1] == ":"):
+        raise ValueError(f"{where} has an absolute path; refused (members must stay inside the extraction folder)")
+    parts = raw.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise ValueError(f"{where} contains '..'; refused (members must stay inside the extraction folder)")
+    if "\x00" in raw:
+        raise ValueError(f"{where} contains a NUL byte; refused")
+    if member.isdir():
+        return None
+    name = clean_member_name(raw)
+    if not name:
+        raise ValueError(f"{where} has an empty name; refused")
+    return name
+
+
+def member_too_big(member: tarfile.TarInfo) -> str | None:
+    """Why a member is over :func:`~jointaug.data.io.max_member_bytes` (a reason), or None when it fits."""
+    limit = max_member_bytes()
+    if limit is not None and member.size > limit:
+        return (f"archive member is {member.size:,} bytes, over the limit of {limit:,} "
+                "(raise $JOINTAUG_MAX_MEMBER_BYTES to allow it)")
+    return None
 
 
 class FileImageDataset(ImageDataset):

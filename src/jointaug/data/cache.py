@@ -7,15 +7,23 @@ every option that changes the pixels, so an edited source gets a new entry (old 
 behind; delete the directory to reclaim space). The ``.json`` is written last and atomically, so a
 half-written entry is never read; two processes building the same entry at once both succeed.
 
+Writes never fill the disk blindly: before an array is written the free space is checked
+(:func:`ensure_free_space`; the need, the free bytes and the folder are named in the error), the
+file's blocks are reserved up front (``posix_fallocate``, so a memory-mapped write cannot die with a
+bus error when the disk fills) and every file is written under a temporary name, renamed into
+place when complete and removed when anything fails.
+
 Default directory: ``$JOINTAUG_CACHE_DIR``, else ``$XDG_CACHE_HOME/jointaug``, else
 ``~/.cache/jointaug``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,8 +34,11 @@ from torch import Tensor
 
 __all__ = [
     "CACHE_VERSION",
+    "FREE_SPACE_MARGIN",
     "ArrayWriter",
+    "CacheSpaceError",
     "default_cache_dir",
+    "ensure_free_space",
     "entry_stem",
     "file_fingerprint",
     "load_entry",
@@ -37,6 +48,48 @@ __all__ = [
 
 #: Bumped whenever decoding changes, so stale entries are never reused.
 CACHE_VERSION = 1
+#: Bytes left free beyond what a write needs, so the cache never fills a file system to the last byte.
+FREE_SPACE_MARGIN = 16 * 1024 * 1024
+
+
+class CacheSpaceError(OSError):
+    """Not enough free disk space for a cache or extraction write (``errno`` is ENOSPC)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.ENOSPC
+
+
+def _space_message(folder: Path, what: str, need: int, free: int | None) -> str:
+    have = f"{free:,} bytes free" if free is not None else "the disk is full"
+    return (f"not enough disk space in {folder} for {what}: {need:,} bytes needed "
+            f"(+{FREE_SPACE_MARGIN:,} kept free), {have}. Free some space or put the cache elsewhere "
+            "(cache_dir=..., data.cache_dir=... or $JOINTAUG_CACHE_DIR)")
+
+
+def ensure_free_space(folder: str | os.PathLike, nbytes: int, what: str) -> None:
+    """Raise :class:`CacheSpaceError` (naming the folder and the bytes needed vs free) when ``folder``'s
+    file system lacks ``nbytes`` plus :data:`FREE_SPACE_MARGIN`; silent when the space cannot be read."""
+    folder = Path(folder)
+    try:
+        free = int(shutil.disk_usage(folder).free)
+    except OSError:
+        return
+    if free < int(nbytes) + FREE_SPACE_MARGIN:
+        raise CacheSpaceError(_space_message(folder, what, int(nbytes), free))
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the blocks of ``path`` up front, so writes through a memory map cannot hit a full disk."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                return  # file system cannot reserve; the free-space check above stands alone
+            raise
 
 
 def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -103,8 +156,12 @@ def load_entry(cache_dir: Path, stem: str) -> dict[str, Any] | None:
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_entry(
@@ -122,8 +179,12 @@ def save_entry(
     if labels is not None:
         lab = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
         tmp = labels_p.with_name(f"{labels_p.name}.tmp{os.getpid()}.npy")
-        np.save(tmp, lab.astype(np.int64))
-        os.replace(tmp, labels_p)
+        try:
+            np.save(tmp, lab.astype(np.int64))
+            os.replace(tmp, labels_p)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     body = dict(meta, version=CACHE_VERSION, fixed=images_tmp is not None or meta.get("fixed", False))
     body.pop("labels", None)
     body.pop("images_path", None)
@@ -140,14 +201,28 @@ class ArrayWriter:
     def __init__(self, cache_dir: Path, stem: str, shape: tuple[int, int, int, int]) -> None:
         self.shape = shape
         self.tmp_path: Path | None = cache_dir / f"{stem}.images.tmp{os.getpid()}.npy"
+        nbytes = int(np.prod(shape, dtype=np.int64)) + 4096  # pixels + .npy header
+        what = f"the decoded image cache {stem} (uint8 {list(shape)})"
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            self.array = np.lib.format.open_memmap(self.tmp_path, mode="w+", dtype=np.uint8, shape=shape)
         except OSError as exc:
-            warnings.warn(f"cache directory {cache_dir} is not writable ({exc}); keeping data in memory",
-                          stacklevel=2)
-            self.tmp_path = None
-            self.array = np.zeros(shape, dtype=np.uint8)
+            self._in_memory(cache_dir, exc)
+            return
+        ensure_free_space(cache_dir, nbytes, what)
+        try:
+            self.array = np.lib.format.open_memmap(self.tmp_path, mode="w+", dtype=np.uint8, shape=shape)
+            _reserve(self.tmp_path)
+        except OSError as exc:
+            self.array = None  # type: ignore[assignment]
+            self.tmp_path.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise CacheSpaceError(_space_message(cache_dir, what, nbytes, None)) from exc
+            self._in_memory(cache_dir, exc)
+
+    def _in_memory(self, cache_dir: Path, exc: OSError) -> None:
+        warnings.warn(f"cache directory {cache_dir} is not writable ({exc}); keeping data in memory", stacklevel=3)
+        self.tmp_path = None
+        self.array = np.zeros(self.shape, dtype=np.uint8)
 
     def commit(self, cache_dir: Path, stem: str, meta: dict[str, Any], labels: np.ndarray,
                count: int) -> Tensor:
@@ -160,6 +235,7 @@ class ArrayWriter:
         try:
             save_entry(cache_dir, stem, meta, labels, images_tmp=self.tmp_path)
         except OSError as exc:
+            self.tmp_path.unlink(missing_ok=True)
             raise OSError(f"could not write cache entry {stem} in {cache_dir}: {exc}") from exc
         return load_images_mmap(cache_dir / f"{stem}.images.npy", count)
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import TensorImageDataset, resize_square, stratified_subset
+from .base import TensorImageDataset, member_too_big, resize_square, safe_member_name, stratified_subset
 from .cache import ArrayWriter, default_cache_dir, entry_stem, file_fingerprint, load_entry, load_images_mmap
 from .download import check_md5, download_url
 
@@ -137,8 +137,13 @@ def read_cifar_arrays(kind: str, path: Path, name: str, split: str, label_kind: 
         try:
             with tarfile.open(path, "r:*") as tf:
                 for m in tf:
+                    if safe_member_name(m, path) is None:  # links, devices, '..', absolute: an error
+                        continue
                     base = m.name.rsplit("/", 1)[-1]
-                    if m.isfile() and base in wanted and base not in blobs:
+                    if base in wanted and base not in blobs:
+                        too_big = member_too_big(m)
+                        if too_big:
+                            raise ValueError(f"{path}:{m.name}: {too_big}")
                         fh = tf.extractfile(m)
                         assert fh is not None
                         blobs[base] = fh.read()
@@ -213,9 +218,13 @@ def build_cifar(
     if size is not None:
         tens = resize_square(tens, size)
     writer = ArrayWriter(cdir, stem, tuple(tens.shape))  # type: ignore[arg-type]
-    writer.array[...] = tens.numpy()
     meta = {"classes": classes, "source": str(path), "name": name, "split": split, "skipped": []}
-    stored = writer.commit(cdir, stem, meta, lab, count=int(tens.shape[0]))
+    try:
+        writer.array[...] = tens.numpy()
+        stored = writer.commit(cdir, stem, meta, lab, count=int(tens.shape[0]))
+    except BaseException:
+        writer.discard()
+        raise
     loader = partial(load_images_mmap, str(cdir / f"{stem}.images.npy"), int(tens.shape[0]))
     return TensorImageDataset(stored, lab, classes, name=name, split=split,
                               loader=loader if writer.tmp_path is not None else None,

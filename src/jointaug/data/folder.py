@@ -42,19 +42,22 @@ from .base import (
     TarSource,
     TensorImageDataset,
     clean_member_name,
+    member_too_big,
     resize_square,
+    safe_member_name,
     stratified_subset,
 )
 from .cache import (
     ArrayWriter,
     default_cache_dir,
+    ensure_free_space,
     entry_stem,
     file_fingerprint,
     load_entry,
     load_images_mmap,
     save_entry,
 )
-from .io import ImageReadError, is_image_name, load_image
+from .io import ImageReadError, is_image_name, load_image, max_image_pixels, max_member_bytes
 
 __all__ = ["SPLIT_NAMES", "build_folder", "resolve_layout"]
 
@@ -98,10 +101,16 @@ def resolve_layout(
     where: str,
     read_text: Callable[[str], str],
     test_is_val: bool = False,
+    dirs: list[str] | None = None,
 ) -> tuple[list[str], list[int], list[str]]:
-    """Map relative file paths to (image files, labels, classes) for ``split`` (module rules)."""
+    """Map relative file paths to (image files, labels, classes) for ``split`` (module rules).
+
+    ``dirs`` (folder paths, when known) lets class folders without images be reported: they are
+    dropped with a warning naming them, never silently.
+    """
     prefix = _strip_wrapper(all_files)
     files = [p[len(prefix):] for p in all_files] if prefix else list(all_files)
+    folders = [d[len(prefix):] for d in (dirs or []) if d.startswith(prefix)] if prefix else list(dirs or [])
     images = [p for p in files if is_image_name(p)]
     present = {p.split("/", 1)[0] for p in files if "/" in p and p.split("/", 1)[0] in SPLIT_NAMES}
     want = split
@@ -120,6 +129,9 @@ def resolve_layout(
                 cols = line.split()
                 if len(cols) >= 2:
                     annotations[cols[0]] = cols[1]
+        _warn_empty(where, prefix, folders, "train" if "train" in present else want, train_classes)
+        if want != "train":
+            _warn_empty(where, prefix, folders, want, classes_of(want))
         index = {c: i for i, c in enumerate(train_classes)}
         out_files, out_labels, loose = [], [], []
         for p in sorted(images):
@@ -136,7 +148,8 @@ def resolve_layout(
                 continue
             if cls not in index:
                 raise ValueError(f"{where}: class {cls!r} of {prefix + p} is not among the {len(index)} "
-                                 f"classes of the train folder")
+                                 f"classes of the train folder (labels would not match; a train/{cls}/ folder "
+                                 "with images is needed)")
             out_files.append(prefix + p)
             out_labels.append(index[cls])
         if loose:
@@ -152,54 +165,129 @@ def resolve_layout(
                          f"'train' only, not {split!r}")
     nested = sorted(p for p in images if "/" in p)
     classes = sorted({p.split("/", 1)[0] for p in nested})
+    _warn_empty(where, prefix, folders, "", classes)
     if not classes:
         raise ValueError(f"{where}: no images in class folders (expected {where}/<split>/<class>/<image>)")
     index = {c: i for i, c in enumerate(classes)}
     return [prefix + p for p in nested], [index[p.split("/", 1)[0]] for p in nested], classes
 
 
-def _walk(root: Path) -> list[str]:
-    """Relative POSIX paths of every regular file under ``root`` (hidden folders skipped)."""
-    out = []
-    for d, dirs, fnames in os.walk(root, followlinks=True):
-        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
-        rel = os.path.relpath(d, root)
-        for f in fnames:
-            out.append(f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}")
-    return out
+def _warn_empty(where: str, prefix: str, folders: list[str], top: str, classes: list[str]) -> None:
+    """Warn about class folders directly below ``top`` ("" = the root) that hold no image."""
+    depth = 1 if not top else 2
+    below = [d for d in folders if d.count("/") == depth - 1 and (not top or d.startswith(top + "/"))]
+    if not top:
+        below = [d for d in below if d not in SPLIT_NAMES]
+    empty = sorted(d for d in below if d.split("/")[-1] not in classes and not d.split("/")[-1].startswith("."))
+    if empty:
+        shown = ", ".join(prefix + d + "/" for d in empty[:5])
+        shown += f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        warnings.warn(f"{where}: {len(empty)} class folder(s) hold no image and are dropped: {shown} "
+                      f"({len(classes)} classes kept; labels follow the sorted names of the kept ones)", stacklevel=4)
 
 
-def _iter_archive(path: Path, wanted: dict[str, int]) -> Iterator[tuple[int, str, bytes]]:
-    """Stream a (compressed) tar once, yielding (row, member name, bytes) for wanted members."""
+def _walk(root: Path) -> tuple[list[str], list[str]]:
+    """Relative POSIX paths of the files and of the folders under ``root`` (hidden entries skipped).
+
+    Symbolic links to folders are followed. A folder that cannot be listed, or a link leading back
+    to a folder above it (a loop), is a ``ValueError`` naming it: skipping it would silently drop
+    its images, perhaps a whole class, and shift the labels of the others.
+    """
+    files: list[str] = []
+    dirs: list[str] = []
+
+    def visit(d: str, rel: str, ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            st = os.stat(d)
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            raise ValueError(f"{root}: cannot list folder {d} ({exc.strerror or exc}); its images (perhaps a whole "
+                             "class) would be lost and labels could shift: fix its permissions or remove it") from exc
+        key = (st.st_dev, st.st_ino)
+        if key in ancestors:
+            raise ValueError(f"{root}: symbolic link loop at {d} (it leads back to a folder above it); "
+                             "remove the link")
+        inner = ancestors | {key}
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            r = f"{rel}/{e.name}" if rel else e.name
+            try:
+                is_dir = e.is_dir()  # follows symbolic links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                dirs.append(r)
+                visit(e.path, r, inner)
+            else:
+                files.append(r)  # regular or not: non-regular image files fail (or are skipped) when read
+
+    visit(str(root), "", frozenset())
+    return files, dirs
+
+
+def _index_tar(path: Path) -> tuple[dict[str, tuple[int, int]], list[str]]:
+    """Offsets of the regular members of an uncompressed tar and its folder names (members checked)."""
+    offsets: dict[str, tuple[int, int]] = {}
+    dirs: list[str] = []
+    with tarfile.open(path, "r:") as tf:
+        for m in tf.getmembers():
+            name = safe_member_name(m, path)
+            if name is None:
+                dirs.append(clean_member_name(m.name))
+            else:
+                offsets[name] = (m.offset_data, m.size)
+    return offsets, dirs
+
+
+def _refuse(desc: str, reason: str) -> Any:
+    """Raise the ImageReadError of a member that was not decompressed (used as a deferred loader)."""
+    raise ImageReadError(desc, reason)
+
+
+def _iter_archive(path: Path, wanted: dict[str, int]) -> Iterator[tuple[int, str, bytes | None, str]]:
+    """Stream a (compressed) tar once, yielding (row, member name, bytes, "") for wanted members;
+    a member over the size limit yields (row, name, None, reason) and is never decompressed."""
     with tarfile.open(path, "r|*") as tf:
         for m in tf:
-            if not m.isfile():
+            name = safe_member_name(m, path)
+            row = wanted.get(name) if name is not None else None
+            if row is None or name is None:
                 continue
-            name = clean_member_name(m.name)
-            row = wanted.get(name)
-            if row is None:
+            reason = member_too_big(m)
+            if reason:
+                yield row, name, None, reason
                 continue
             fh = tf.extractfile(m)
             assert fh is not None
-            yield row, name, fh.read()
+            yield row, name, fh.read(), ""
 
 
-def _list_ztar(path: Path, keep_bytes: int = 1 << 30) -> tuple[list[str], dict[str, str], dict[str, bytes] | None]:
-    """One pass over a compressed tar: member names, annotation texts and, while they fit in
-    ``keep_bytes``, the image members' bytes (so a small archive is decompressed only once)."""
-    names, texts = [], {}
+def _list_ztar(path: Path, keep_bytes: int = 1 << 30
+               ) -> tuple[list[str], list[str], dict[str, str], dict[str, bytes] | None, dict[str, str]]:
+    """One pass over a compressed tar: member and folder names, annotation texts, the image members'
+    bytes while they fit in ``keep_bytes`` (so a small archive is decompressed only once), and the
+    members over the size limit (name -> reason; never decompressed). Unsafe members are errors."""
+    names, dirs, texts, too_big = [], [], {}, {}
     blobs: dict[str, bytes] | None = {}
     total = 0
     with tarfile.open(path, "r|*") as tf:
         for m in tf:
-            if not m.isfile():
+            name = safe_member_name(m, path)
+            if name is None:
+                dirs.append(clean_member_name(m.name))
                 continue
-            name = clean_member_name(m.name)
             names.append(name)
+            reason = member_too_big(m)
             if name.endswith(_ANNOTATIONS):
+                if reason:
+                    raise ValueError(f"{path}:{name}: {reason}")
                 fh = tf.extractfile(m)
                 assert fh is not None
                 texts[name] = fh.read().decode("utf-8", "replace")
+            elif is_image_name(name) and reason:
+                too_big[name] = reason
             elif blobs is not None and is_image_name(name):
                 total += m.size
                 if total > keep_bytes:
@@ -208,7 +296,24 @@ def _list_ztar(path: Path, keep_bytes: int = 1 << 30) -> tuple[list[str], dict[s
                 fh = tf.extractfile(m)
                 assert fh is not None
                 blobs[name] = fh.read()
-    return names, texts, blobs
+    return names, dirs, texts, blobs, too_big
+
+
+def _write_member(extract: Path, member: str, data: bytes) -> None:
+    """Write one extracted member inside ``extract`` (checked, via a temporary file, space checked)."""
+    root = os.path.realpath(extract)
+    dest = Path(os.path.realpath(extract / member))
+    if os.path.commonpath([root, str(dest)]) != root:  # defence in depth: names were already checked
+        raise ValueError(f"archive member {member!r} would be written outside {extract}; refused")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    ensure_free_space(dest.parent, len(data), f"extracting {member}")
+    tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class _Decoded:
@@ -276,7 +381,8 @@ def build_folder(
         raise FileNotFoundError(f"{name} root {path} does not exist")
     kind = "dir" if path.is_dir() else _archive_kind(path)
     cdir = default_cache_dir(cache_dir)
-    opts = {"split": split, "size": size, "limit": limit, "on_error": on_error, "test_is_val": test_is_val}
+    opts = {"split": split, "size": size, "limit": limit, "on_error": on_error, "test_is_val": test_is_val,
+            "max_pixels": max_image_pixels(), "max_member": max_member_bytes()}
 
     stem = ""
     if kind != "dir":  # archives: the key needs no listing, so a cache hit skips reading the archive
@@ -287,26 +393,27 @@ def build_folder(
 
     offsets: dict[str, tuple[int, int]] = {}
     blobs: dict[str, bytes] | None = None
+    too_big: dict[str, str] = {}  # member -> reason it was not decompressed (over the size limit)
     if kind == "dir":
-        all_files = _walk(path)
+        all_files, dirs = _walk(path)
 
         def read_text(rel: str) -> str:
             return (path / rel).read_text(errors="replace")
     elif kind == "tar":
-        offsets = TarSource.index(path)
+        offsets, dirs = _index_tar(path)
         all_files = list(offsets)
         tsrc = TarSource(path, offsets)
 
         def read_text(rel: str) -> str:
             return tsrc.read_bytes(rel).decode("utf-8", "replace")
     else:
-        all_files, texts, blobs = _list_ztar(path)
+        all_files, dirs, texts, blobs, too_big = _list_ztar(path)
 
         def read_text(rel: str) -> str:
             return texts[rel]
 
     files, labels_list, classes = resolve_layout(all_files, split, where=str(path), read_text=read_text,
-                                                 test_is_val=test_is_val)
+                                                 test_is_val=test_is_val, dirs=dirs)
     labels = np.asarray(labels_list, dtype=np.int64)
     if limit is not None:
         keep = stratified_subset(labels, limit)
@@ -314,8 +421,11 @@ def build_folder(
     if kind == "dir":
         fps = []
         for rel in files:
-            st = (path / rel).stat()
-            fps.append((rel, st.st_size, st.st_mtime_ns))
+            try:
+                st = (path / rel).stat()
+                fps.append((rel, st.st_size, st.st_mtime_ns))
+            except OSError:  # broken link or vanished file: fails (or is skipped) when read
+                fps.append((rel, -1, -1))
         stem = entry_stem("folder", dict(opts, source=str(path.resolve()), files=fps))
         entry = load_entry(cdir, stem)
         if entry is not None:
@@ -329,10 +439,13 @@ def build_folder(
         order = sorted(range(len(files)), key=lambda i: offsets[files[i]][0])
         items = ((i, tsrc.describe(files[i]), partial(tsrc.load, files[i])) for i in order)
     elif blobs is not None:  # compressed tar already held in memory
-        items = ((i, f"{path}:{f}", partial(load_image, blobs[f], name=f"{path}:{f}")) for i, f in enumerate(files))
+        held = blobs
+        items = ((i, f"{path}:{f}", partial(_refuse, f"{path}:{f}", too_big[f]) if f in too_big
+                  else partial(load_image, held[f], name=f"{path}:{f}")) for i, f in enumerate(files))
     else:
-        items = ((row, f"{path}:{member}", partial(load_image, data, name=f"{path}:{member}"))
-                 for row, member, data in _iter_archive(path, rows))
+        items = ((row, f"{path}:{member}", partial(load_image, data, name=f"{path}:{member}") if data is not None
+                  else partial(_refuse, f"{path}:{member}", reason))
+                 for row, member, data, reason in _iter_archive(path, rows))
 
     dec = _decode_fixed(items, len(files), size, on_error, cdir, stem)
     if not dec.variable:
@@ -360,18 +473,25 @@ def build_folder(
     # variable-size: decode per item from the directory, the tar, or an extracted copy of a ztar
     if kind == "ztar":
         extract = cdir / f"{stem}.files"
-        stream = ((f, blobs[f]) for f in files) if blobs is not None else \
-            ((member, data) for _, member, data in _iter_archive(path, rows))
-        for member, data in stream:
-            dest = extract / member
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
+        held = blobs
+        stream = (((f, held.get(f), too_big.get(f, "")) for f in files) if held is not None else
+                  ((member, data, reason) for _, member, data, reason in _iter_archive(path, rows)))
+        for member, data, reason in stream:
+            if data is None:  # over the size limit: never written
+                too_big[member] = reason
+                if on_error == "raise":
+                    raise ImageReadError(f"{path}:{member}", reason)
+                continue
+            _write_member(extract, member, data)
         meta["extract_dir"] = str(extract)
     skipped: list[str] = []
     if on_error == "skip":
         source = _source(path, kind, meta.get("extract_dir"), offsets)
         ok = []
         for i, f in enumerate(files):
+            if f in too_big:
+                skipped.append(f"{path}:{f}")
+                continue
             try:
                 source.load(f)
                 ok.append(i)

@@ -22,22 +22,46 @@ RGB. Conversions (Pillow mode -> RGB):
 
 Anything that cannot be decoded (missing file, unknown format, truncated or corrupt data) raises
 :class:`ImageReadError`, a ``ValueError`` whose message names the file.
+
+Safety limits (see "Reliability" in ``docs/data.md``): only regular files are opened (a FIFO,
+device or socket named ``x.png`` is an :class:`ImageReadError`, never a hang), and an image whose
+header declares more than :func:`max_image_pixels` pixels (default 89,478,485, Pillow's own
+threshold; ``$JOINTAUG_MAX_IMAGE_PIXELS`` overrides, ``0`` = no limit) is refused before its
+pixels are decoded. :func:`max_member_bytes` bounds the size of one archive member the readers
+will decompress (default 256 MiB; ``$JOINTAUG_MAX_MEMBER_BYTES``).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import struct
-import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "load_image", "pil_to_rgb_array", "is_image_name"]
+__all__ = [
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "DEFAULT_MAX_MEMBER_BYTES",
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "is_image_name",
+    "load_image",
+    "max_image_pixels",
+    "max_member_bytes",
+    "pil_to_rgb_array",
+]
+
+#: Default pixel limit per image (width x height): Pillow's own decompression-bomb threshold.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+#: Default size limit of one archive member that a reader decompresses (256 MiB).
+DEFAULT_MAX_MEMBER_BYTES = 256 * 1024 * 1024
 
 #: File-name suffixes (lower case) treated as images by the folder reader.
 IMAGE_EXTENSIONS = (
@@ -59,13 +83,52 @@ _ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
-class ImageReadError(ValueError):
-    """An image could not be read or decoded; ``path`` names the file (or archive member)."""
+def _env_limit(var: str, default: int) -> int | None:
+    """A positive integer limit from ``$var`` (``0`` or ``none``: no limit); a bad value is an error."""
+    raw = os.environ.get(var)
+    if raw is None or raw.strip() == "":
+        return default
+    text = raw.strip().replace("_", "")
+    if text.lower() in ("0", "none"):
+        return None
+    if not text.isdigit():
+        raise ValueError(f"${var}={raw!r} is not a non-negative integer (0 or 'none' disables the limit)")
+    return int(text)
 
-    def __init__(self, path: str, reason: str) -> None:
+
+def max_image_pixels() -> int | None:
+    """The largest width x height an image may declare (``$JOINTAUG_MAX_IMAGE_PIXELS``; None: no limit)."""
+    return _env_limit("JOINTAUG_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS)
+
+
+def max_member_bytes() -> int | None:
+    """The largest archive member a reader decompresses (``$JOINTAUG_MAX_MEMBER_BYTES``; None: no limit)."""
+    return _env_limit("JOINTAUG_MAX_MEMBER_BYTES", DEFAULT_MAX_MEMBER_BYTES)
+
+
+_MESSAGE = re.compile(r"cannot read image (.*?): (.*)")
+
+
+class ImageReadError(ValueError):
+    """An image could not be read or decoded; ``path`` names the file (or archive member).
+
+    Also built from one string (``ImageReadError(message)``), as pickling and PyTorch's DataLoader
+    do when a worker's error is re-raised in the main process: the worker's traceback is reduced to
+    its last ``cannot read image ...`` line, so the error stays one clear line.
+    """
+
+    def __init__(self, path: str, reason: str | None = None) -> None:
+        if reason is None:  # rebuilt from a message (DataLoader worker, pickle)
+            lines = [ln for ln in str(path).splitlines() if "cannot read image " in ln]
+            text = lines[-1] if lines else str(path).strip()
+            match = _MESSAGE.search(text)
+            path, reason = (match.group(1), match.group(2)) if match else ("<unknown>", text)
         super().__init__(f"cannot read image {path}: {reason}")
         self.path = path
         self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return type(self), (self.path, self.reason)
 
 
 def is_image_name(name: str) -> bool:
@@ -131,6 +194,37 @@ def pil_to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def _check_pixels(size: tuple[int, int], label: str) -> None:
+    """Refuse an image whose declared width x height exceeds :func:`max_image_pixels`."""
+    limit = max_image_pixels()
+    w, h = int(size[0]), int(size[1])
+    if limit is not None and w * h > limit:
+        raise ImageReadError(label, f"image is {w} x {h} = {w * h:,} pixels, over the limit of {limit:,} "
+                                    "(a decompression bomb? raise $JOINTAUG_MAX_IMAGE_PIXELS to allow it)")
+
+
+def _open_regular(path: Path, label: str) -> io.BufferedReader:
+    """Open ``path`` for reading only if it is a regular file (a FIFO or device would block or stream).
+
+    The file is opened non-blocking and checked with ``fstat`` on the open descriptor, so a file
+    swapped for a FIFO after listing cannot hang the reader either.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "not a regular file")
+            raise ImageReadError(label, f"{kind}, not a regular file (only regular files are read)")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def load_image(path_or_bytes: str | os.PathLike | bytes | Image.Image, *, name: str | None = None) -> Tensor:
     """Decode an image (path, encoded bytes or Pillow image) to a uint8 tensor [3, H, W] (RGB).
 
@@ -140,17 +234,18 @@ def load_image(path_or_bytes: str | os.PathLike | bytes | Image.Image, *, name: 
     try:
         if isinstance(path_or_bytes, Image.Image):
             label = label or "<PIL image>"
+            _check_pixels(path_or_bytes.size, str(label))
             arr = pil_to_rgb_array(path_or_bytes)
         else:
             if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
                 label = label or "<bytes>"
-                src: io.BytesIO | Path = io.BytesIO(bytes(path_or_bytes))
+                src: Any = io.BytesIO(bytes(path_or_bytes))
             else:
-                src = Path(path_or_bytes)
-                label = label or str(src)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                label = label or str(Path(path_or_bytes))
+                src = _open_regular(Path(path_or_bytes), str(label))
+            with src:  # Pillow's own bomb warning/error stay active; our limit is checked on the header
                 with Image.open(src) as img:
+                    _check_pixels(img.size, str(label))
                     img.seek(0)
                     img.load()
                     arr = pil_to_rgb_array(img)
@@ -160,8 +255,9 @@ def load_image(path_or_bytes: str | os.PathLike | bytes | Image.Image, *, name: 
         raise ImageReadError(str(label), "no such file") from exc
     except UnidentifiedImageError as exc:
         raise ImageReadError(str(label), "not a recognised image format (corrupt or not an image)") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError, struct.error,
-            Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(str(label), f"{exc} (Pillow's PIL.Image.MAX_IMAGE_PIXELS also applies)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError, struct.error) as exc:
         raise ImageReadError(str(label), f"{type(exc).__name__}: {exc}") from exc
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(str(label), f"decoded to an unusable array of shape {arr.shape}")

@@ -21,9 +21,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import TensorImageDataset, resize_square, stratified_subset
-from .cache import ArrayWriter, default_cache_dir, entry_stem, file_fingerprint, load_entry, load_images_mmap
+from .base import TensorImageDataset, resize_square, safe_member_name, stratified_subset
+from .cache import (
+    ArrayWriter,
+    default_cache_dir,
+    ensure_free_space,
+    entry_stem,
+    file_fingerprint,
+    load_entry,
+    load_images_mmap,
+)
 from .download import check_md5, download_url
+from .io import max_member_bytes
 
 __all__ = ["STL10_CLASSES", "STL10_INFO", "STL10_SPLITS", "build_stl10", "locate_stl10", "stl10_images"]
 
@@ -38,6 +47,17 @@ STL10_SPLITS = ("train", "test", "unlabeled", "train+unlabeled")
 _FILES = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin", "class_names.txt")
 _SIDE = 96
 _IMAGE_BYTES = 3 * _SIDE * _SIDE
+#: The official release's image counts: bound the size of each extracted member (decompression bombs).
+_OFFICIAL_COUNTS = {"train": 5_000, "test": 8_000, "unlabeled": 100_000}
+
+
+def _max_member_size(base: str) -> int:
+    """The largest size ``base`` may have: the official file's (``.bin``), else the general member limit."""
+    part, _, kind = base.partition("_")
+    if part in _OFFICIAL_COUNTS and kind in ("X.bin", "y.bin"):
+        return _OFFICIAL_COUNTS[part] * (_IMAGE_BYTES if kind == "X.bin" else 1)
+    limit = max_member_bytes()
+    return limit if limit is not None else 1 << 62
 
 
 def _extract(archive: Path, cache_dir: Path) -> Path:
@@ -51,16 +71,26 @@ def _extract(archive: Path, cache_dir: Path) -> Path:
     try:
         with tarfile.open(archive, "r|*") as tf:
             for m in tf:
-                base = m.name.rsplit("/", 1)[-1]
-                if not m.isfile() or base not in _FILES:
+                if safe_member_name(m, archive) is None:  # links, devices, '..', absolute: an error
                     continue
+                base = m.name.rsplit("/", 1)[-1]
+                if base not in _FILES:
+                    continue
+                if m.size > _max_member_size(base):
+                    raise ValueError(f"STL-10 archive {archive}: member {m.name!r} is {m.size:,} bytes, more than "
+                                     f"the official file's {_max_member_size(base):,}; refused")
+                ensure_free_space(dest, m.size, f"extracting {m.name} from {archive}")
                 fh = tf.extractfile(m)
                 assert fh is not None
                 tmp = dest / f"{base}.tmp{os.getpid()}"
-                with open(tmp, "wb") as out:
-                    while block := fh.read(1 << 22):
-                        out.write(block)
-                os.replace(tmp, dest / base)
+                try:
+                    with open(tmp, "wb") as out:
+                        while block := fh.read(1 << 22):
+                            out.write(block)
+                    os.replace(tmp, dest / base)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
                 found.add(base)
     except (tarfile.TarError, EOFError) as exc:
         raise ValueError(f"cannot read STL-10 archive {archive}: {exc}") from exc
@@ -171,16 +201,20 @@ def build_stl10(
         writer = ArrayWriter(cdir, stem, (int(keep.shape[0]), 3, side, side))
         offsets = np.cumsum([0] + [int(p[0].shape[0]) for p in parts])
         pos = 0
-        for (view, _, _), lo, hi in zip(parts, offsets[:-1], offsets[1:]):
-            idx = keep[(keep >= lo) & (keep < hi)] - lo
-            for s in range(0, idx.shape[0], 2048):
-                chunk = view[torch.from_numpy(idx[s:s + 2048])]
-                if size is not None:
-                    chunk = resize_square(chunk, size)
-                writer.array[pos:pos + chunk.shape[0]] = chunk.numpy()
-                pos += chunk.shape[0]
         meta = {"classes": classes, "source": str(folder), "name": "stl10", "split": split, "skipped": []}
-        stored = writer.commit(cdir, stem, meta, labels[keep], count=pos)
+        try:
+            for (view, _, _), lo, hi in zip(parts, offsets[:-1], offsets[1:]):
+                idx = keep[(keep >= lo) & (keep < hi)] - lo
+                for s in range(0, idx.shape[0], 2048):
+                    chunk = view[torch.from_numpy(idx[s:s + 2048])]
+                    if size is not None:
+                        chunk = resize_square(chunk, size)
+                    writer.array[pos:pos + chunk.shape[0]] = chunk.numpy()
+                    pos += chunk.shape[0]
+            stored = writer.commit(cdir, stem, meta, labels[keep], count=pos)
+        except BaseException:
+            writer.discard()
+            raise
         if writer.tmp_path is None:
             return TensorImageDataset(stored, labels[keep], classes, name="stl10", split=split, info=info)
         entry = load_entry(cdir, stem)
