@@ -411,3 +411,39 @@ def test_json_round_trip_keeps_rotation_and_clip():
     del old["rotation"], old["clip"]
     r = ViewParams.from_dict(old)
     assert not bool(r.rotation.any()) and torch.equal(r.clip[..., 2:], torch.tensor([32.0, 32.0]).expand(16, 2, 2))
+
+
+# ------------------------------------------------------------------------------------------ config
+@pytest.mark.parametrize("name", ["gcc-cifar10", "gcc-synthetic", "gcc-cifar10-subset"])
+def test_gcc_recipes_load(name, tmp_path):
+    from jointaug.config import build_policy, load_config
+
+    cfg = load_config(f"simclr/{name}", [f"data.root={tmp_path}"] if name == "gcc-cifar10" else [])
+    assert cfg.method.params.temperature == 0.1 and cfg.method.params.proj_layers == 1
+    assert cfg.optim.name == "adamw" and cfg.optim.weight_decay == 0 and cfg.optim.lr == 0.01
+    pol = build_policy(cfg)
+    assert [s.crop for s in pol.views] == ["gcc", "gcc"] and pol.out_hw == [None, None]
+    assert pol.view_hw((32, 32)) == [(20, 20)] * 2
+    assert all(s.blur_p == 1.0 and s.jitter_p == 0.0 and s.gray_p == 0.0 for s in pol.views)
+    over = load_config(f"simclr/{name}", ["aug.crop=mcgcc", "aug.gcc_range=[0.4,0.6]", "aug.crop_size=0.8",
+                                          f"data.root={tmp_path}"])
+    pol = build_policy(over)
+    assert pol.views[0].gcc_range == (0.4, 0.6) and pol.view_hw((32, 32))[0] == (28, 28)
+    assert [c.param for c in pol.couplings] == ["crop_mean"]
+
+
+@pytest.mark.parametrize("override,key,value", [
+    ("aug.crop=gaussian", "aug.crop", "'gaussian'"), ("aug.crop_size=0", "aug.crop_size", "0"),
+    ("aug.crop_size=1.5", "aug.crop_size", "1.5"), ("aug.alpha=0", "aug.alpha", "0"),
+    ("aug.alpha=-2", "aug.alpha", "-2"), ("aug.alpha=nan", "aug.alpha", "nan"), ("aug.alpha=inf", "aug.alpha", "inf"),
+    ("aug.gcc_range=[0.8,0.2]", "aug.gcc_range", "[0.8, 0.2]"), ("aug.gcc_range=[-0.1,0.5]", "aug.gcc_range", "-0.1"),
+    ("aug.gcc_range=[0.5,1.5]", "aug.gcc_range", "1.5"), ("aug.pad=left", "aug.pad", "'left'"),
+    ("aug.rotate_p=2", "aug.rotate_p", "2"),
+])
+def test_bad_gcc_config_values(override, key, value):
+    from jointaug.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as info:
+        load_config("simclr/gcc-synthetic", [override])
+    msg = str(info.value)
+    assert msg.startswith(f"{key}=") and value in msg, msg

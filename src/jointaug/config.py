@@ -122,7 +122,7 @@ class AugConfig:
     """The view policy (``jointaug.sampling.make_policy``) and where/how views are rendered."""
 
     recipe: str = "simclr"
-    crop: str = "random"  # random | joint (J-Crop)
+    crop: str = "random"  # random | joint (J-Crop) | fixed | gcc | cgcc | mgcc | mcgcc (label-preserving crops)
     blur: str = "random"  # random | joint (J-Blur)
     color: str = "random"  # random | joint (J-Color)
     beta: float = 0.0
@@ -136,6 +136,11 @@ class AugConfig:
     fallback: str = "whole"  # whole | center
     mode: str = "fast"  # renderer: fast | exact
     where: str = "main"  # main (batched renderer in the training process) | workers (per image, DataLoader)
+    crop_size: float = 0.4  # fixed-size crops: area fraction in (0, 1] (views keep the crop's size unless aug.size)
+    alpha: float = 1.0  # gcc family: variance scale of the Gaussian centre (std = sqrt(alpha * side))
+    gcc_range: list[float] = field(default_factory=lambda: [0.25, 0.75])  # mgcc / mcgcc: mean ~ U(a, b) * side
+    pad: str = "even"  # gcc / mgcc boxes leaving the image: even (the authors') | side zero padding
+    rotate_p: float = 0.0  # probability of a 90 / 180 / 270 degree rotation of every view (square views)
 
 
 @dataclass
@@ -443,8 +448,18 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
 
     if cfg.aug.recipe not in recipe_names() and cfg.aug.recipe not in RECIPE_ALIASES:
         c.fail("aug.recipe", f"unknown recipe; choose from {', '.join(recipe_names())}")
-    for k in ("crop", "blur", "color"):
+    from jointaug.sampling.recipes import CROP_CHOICES
+
+    c.choice("aug.crop", CROP_CHOICES)
+    for k in ("blur", "color"):
         c.choice(f"aug.{k}", ("random", "joint"))
+    c.number("aug.crop_size", lo=0, lo_open=True, hi=1)
+    c.number("aug.alpha", lo=0, lo_open=True)
+    gcc_range = c.floats("aug.gcc_range", 2)
+    if gcc_range is not None and not 0 <= gcc_range[0] <= gcc_range[1] <= 1:
+        c.fail("aug.gcc_range", "must be [a, b] with 0 <= a <= b <= 1")
+    c.choice("aug.pad", ("even", "side"))
+    c.number("aug.rotate_p", lo=0, hi=1)
     c.number("aug.beta")
     c.number("aug.blur_beta", optional=True)
     c.number("aug.color_beta", optional=True)
@@ -531,4 +546,6 @@ def build_policy(cfg: DictConfig):
         scale=None if a.scale is None else tuple(float(x) for x in a.scale),
         blur_p=None if a.blur_p is None else tuple(float(x) for x in a.blur_p),
         combine=a.combine, bound=a.bound, fallback=a.fallback,
+        crop_size=float(a.crop_size), alpha=float(a.alpha), gcc_range=tuple(float(x) for x in a.gcc_range),
+        pad=a.pad, rotate_p=float(a.rotate_p),
     )
