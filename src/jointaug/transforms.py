@@ -69,10 +69,13 @@ def to_rgb_tensor(img: Any) -> Tensor:
 class JointViews:
     """Callable transform: image -> list of V view tensors (optionally with their ViewParams).
 
-    ``recipe`` is a framework recipe (simclr, mocov1, mocov2, mocov3, byol, simsiam, dino, small);
-    ``crop``/``blur``/``color`` are ``"random"`` or ``"joint"``; the other keywords go to
-    :func:`jointaug.sampling.make_policy`. ``mode="exact"`` (default) follows torchvision's colour
-    semantics; ``"fast"`` trades exactness for speed. Pass ``policy=`` to use any ViewPolicy.
+    ``recipe`` is a framework recipe (simclr, mocov1, mocov2, mocov3, byol, simsiam, dino, small, gcc);
+    ``blur``/``color`` are ``"random"`` or ``"joint"``, ``crop`` also ``"fixed"``, ``"gcc"``, ``"cgcc"``,
+    ``"mgcc"`` or ``"mcgcc"`` (label-preserving fixed-size crops, not resized unless ``size`` is given:
+    ``JointViews("gcc", crop="gcc", crop_size=0.4, alpha=1.5)``); the other keywords (``crop_size``,
+    ``alpha``, ``gcc_range``, ``pad``, ``rotate_p``, ...) go to :func:`jointaug.sampling.make_policy`.
+    ``mode="exact"`` (default) follows torchvision's colour semantics; ``"fast"`` trades exactness
+    for speed. Pass ``policy=`` to use any ViewPolicy.
     """
 
     def __init__(
