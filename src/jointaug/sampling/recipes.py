@@ -48,6 +48,11 @@ RECIPES: dict[str, dict] = {
 RECIPE_ALIASES = {"moco": "mocov2", "moco_v1": "mocov1", "moco_v2": "mocov2", "moco_v3": "mocov3",
                   "small-data": "small", "small_data": "small", "cifar": "small"}
 CHOICES = ("random", "joint")
+#: multi-crop defaults of recipes without their own: local size = round(global size * 96 / 224), area range
+LOCAL_SIZE_RATIO = 96 / 224
+LOCAL_SCALE = (0.05, 0.4)
+#: the modes of :func:`multicrop_pairs` (``aug.joint_pairs``)
+JOINT_PAIR_MODES = ("global", "local", "both", "cross")
 #: crop choices of make_policy: RandomResizedCrop, J-Crop, and the fixed-size crop modes
 CROP_CHOICES = ("random", "joint", "fixed", "gcc", "cgcc", "mgcc", "mcgcc")
 
@@ -60,6 +65,34 @@ def _choice(name: str, v: str, choices: tuple[str, ...] = CHOICES) -> str:
     if v not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {v!r}")
     return v
+
+
+def multicrop_pairs(mode: str, n_local: int, n_global: int = 2) -> list[tuple[int, int]]:
+    """The view pairs the joint laws couple, for ``n_global`` global views followed by ``n_local`` local ones.
+
+    ``global``: the global pair (0, 1); ``local``: pairs of local views (2, 3), (4, 5) ... (an even
+    number >= 2 of them); ``both``: the global pair and the local pairs; ``cross``: each global view
+    with one local view, (0, 2), (1, 3) (a joint law of crops then needs one area range for both:
+    set ``local_scale`` to ``scale``). No view is in two pairs (a joint law draws a pair at once)."""
+    if mode not in JOINT_PAIR_MODES:
+        raise ValueError(f"joint pairs must be one of {JOINT_PAIR_MODES}, got {mode!r}")
+    if n_global != 2:
+        raise ValueError(f"multicrop_pairs: expects 2 global views, got {n_global}")
+    local = list(range(n_global, n_global + n_local))
+    if mode in ("local", "both") and (n_local < 2 or n_local % 2):
+        raise ValueError(f"joint pairs {mode!r} couple pairs of local views: needs an even number >= 2 of "
+                         f"local views, got n_local={n_local}")
+    if mode == "cross" and n_local < n_global:
+        raise ValueError(f"joint pairs 'cross' couple each global view with a local view: needs n_local >= "
+                         f"{n_global}, got n_local={n_local}")
+    local_pairs = [(local[k], local[k + 1]) for k in range(0, n_local - 1, 2)]
+    if mode == "global":
+        return [(0, 1)]
+    if mode == "local":
+        return local_pairs
+    if mode == "both":
+        return [(0, 1), *local_pairs]
+    return [(g, local[g]) for g in range(n_global)]
 
 
 def make_policy(
@@ -78,9 +111,10 @@ def make_policy(
     combine: str = "coin",
     bound: str = "paper",
     fallback: str = "whole",
-    joint_views: Sequence[tuple[int, int]] | None = None,
+    joint_views: Sequence[tuple[int, int]] | str | None = None,
     n_local: int | None = None,
     local_size: int | None = None,
+    local_scale: tuple[float, float] | None = None,
     crop_size: float = 0.4,
     alpha: float = 1.0,
     gcc_range: tuple[float, float] = (0.25, 0.75),
@@ -90,7 +124,12 @@ def make_policy(
     """Build the view policy of a framework recipe with the chosen joint augmentations.
 
     ``joint_views``: the pairs of views the joint laws couple (default: views 0 and 1, the two
-    global views; for DINO pass e.g. ``[(2, 3), (4, 5)]`` to couple pairs of local views).
+    global views; e.g. ``[(2, 3), (4, 5)]`` couples pairs of local views), or a mode of
+    :func:`multicrop_pairs` (``"global" | "local" | "both" | "cross"``). A view is in one pair at most.
+    Multi-crop (any recipe with crop=random|joint): ``n_local`` local views (the dino recipe: 6 by
+    default, others 0) follow the 2 global views, with the recipe's colour settings, crop area
+    ``local_scale`` (recipe's, else (0.05, 0.4)), size ``local_size`` (default round(size * 96 / 224)),
+    blur probability the recipe's local one (else the mean of the global views'), no solarisation.
     ``crop`` in ``fixed | gcc | cgcc | mgcc | mcgcc``: the global views take fixed-size crops of
     area fraction ``crop_size`` (see :mod:`jointaug.sampling.policy`), not resized unless ``size``
     is given; mgcc / mcgcc views share one random mean per image (a ``crop_mean`` Same coupling).
@@ -123,17 +162,35 @@ def make_policy(
         base = dataclasses.replace(base, size=size, crop=crop, crop_size=crop_size, alpha=alpha,
                                    gcc_range=tuple(gcc_range), pad=pad, rotate_p=rotate_p)
     views = [dataclasses.replace(base, blur_p=blur_ps[k], solarize_p=r["solarize_p"][k]) for k in range(2)]
-    if key == "dino":
-        n_loc = r["n_local"] if n_local is None else int(n_local)
-        if n_loc < 0:
-            raise ValueError(f"n_local must be >= 0, got {n_local}")
-        lsize = local_size or max(1, round(size * r["local_size"] / r["size"]))
-        local = dataclasses.replace(base, size=lsize, scale=r["local_scale"], blur_p=r["local_blur_p"])
+    if n_local is not None and (isinstance(n_local, bool) or not isinstance(n_local, int) or n_local < 0):
+        raise ValueError(f"n_local must be an integer >= 0, got {n_local!r}")
+    n_loc = r.get("n_local", 0) if n_local is None else n_local
+    if n_loc and fixed:
+        raise ValueError(f"n_local={n_loc}: local views need crop=random|joint, not crop={crop!r}")
+    if not n_loc and (local_size is not None or local_scale is not None):
+        raise ValueError(f"local_size={local_size!r} / local_scale={local_scale!r} apply to local views, "
+                         f"but the policy has none (n_local={n_loc})")
+    if n_loc:
+        if local_size is not None and (isinstance(local_size, bool) or not isinstance(local_size, int)
+                                       or local_size < 1):
+            raise ValueError(f"local_size must be a positive integer, got {local_size!r}")
+        lsize = local_size if local_size is not None else max(1, round(size * LOCAL_SIZE_RATIO))
+        lscale = tuple(local_scale) if local_scale is not None else r.get("local_scale", LOCAL_SCALE)
+        lblur = r.get("local_blur_p", sum(blur_ps) / 2)
+        local = dataclasses.replace(base, size=lsize, scale=lscale, blur_p=lblur, solarize_p=0.0)
         views += [dataclasses.replace(local) for _ in range(n_loc)]
-    elif n_local:
-        raise ValueError(f"n_local applies to the dino recipe only, not {recipe!r}")
 
-    pairs = [tuple(p) for p in (joint_views or [(0, 1)])]
+    if isinstance(joint_views, str):
+        pairs = multicrop_pairs(joint_views, n_loc)
+    else:
+        pairs = [tuple(p) for p in (joint_views or [(0, 1)])]
+    seen: dict[int, tuple] = {}
+    for p in pairs:
+        for k in p:
+            if k in seen:
+                raise ValueError(f"joint_views: view {k} is in two pairs, {seen[k]} and {p}; a joint law draws "
+                                 "both values of its pair, so a view can be coupled to one other view only")
+            seen[k] = p
     jb = beta if blur_beta is None else blur_beta
     jc = beta if color_beta is None else color_beta
     crop_c = [Coupling("scale", p, RatioLaw(beta, bound)) for p in pairs] if crop == "joint" else []
@@ -158,8 +215,12 @@ def make_policy(
         couplings += crop_c + blur_c
     tag = "+".join(t for t, on in (("J-Crop", crop_c), ("J-Blur", blur_c), ("J-Color", color_c)) if on)
     name = f"{key}" + (f" {tag}({beta:g})" if tag else " (independent)")
+    if tag and pairs != [(0, 1)]:
+        name += " on " + ",".join(f"{i}-{j}" for i, j in pairs)
     if fixed:
         name += f" {crop.upper()}(s={crop_size:g}" + (f", alpha={alpha:g}" if crop != "fixed" else "") + ")"
+    if n_loc:
+        name += f" multi-crop 2x{views[0].size[0]}+{n_loc}x{views[2].size[0]}px"
     return ViewPolicy(views=views, couplings=couplings, alternatives=alternatives, fallback=fallback, name=name)
 
 
