@@ -18,6 +18,7 @@ buffers, so they are in ``state_dict`` and hence in every checkpoint). Per step 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -99,9 +100,11 @@ class Method(nn.Module):
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """Called by the trainer after each optimiser step (momentum encoders, queues ...)."""
 
-    def encode(self, views: list[Tensor]) -> list[Tensor]:
-        """Backbone features of each view batch, one backbone call per run of equal-sized views
-        (multi-crop: globals together, locals together), so BN sees each resolution as one batch."""
+    def encode(self, views: list[Tensor], net: Callable[[Tensor], Tensor] | None = None) -> list[Tensor]:
+        """``net(view)`` for each view batch (default ``net``: the backbone), with one call per run of
+        equal-sized views (multi-crop: globals together, locals together), so that BN layers in ``net``
+        see each resolution as one batch (SimCLR's 2N-view batch statistics)."""
+        net = self.backbone if net is None else net
         out: list[Tensor] = []
         start = 0
         while start < len(views):
@@ -109,8 +112,7 @@ class Method(nn.Module):
             while end < len(views) and views[end].shape[-2:] == views[start].shape[-2:]:
                 end += 1
             n = views[start].shape[0]
-            feats = self.backbone(torch.cat(list(views[start:end]), dim=0))
-            out += list(feats.split(n))
+            out += list(net(torch.cat(list(views[start:end]), dim=0)).split(n))
             start = end
         return out
 

@@ -59,8 +59,7 @@ class BYOL(Method):
 
     def forward(self, views: list[Tensor]) -> dict[str, Tensor]:
         self.check_views(views)
-        feats = self.encode(views)
-        p = [self.predictor(self.projector(f)) for f in feats]
+        p = self.encode(views, lambda x: self.predictor(self.projector(self.backbone(x))))
         with torch.no_grad():
             z_t = [self.momentum_projector(self.momentum_backbone(views[g])) for g in range(self.num_views)]
         losses = [normalized_mse(p[v], z_t[g]) for g in range(self.num_views) for v in range(len(views)) if v != g]

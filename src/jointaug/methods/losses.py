@@ -77,6 +77,11 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float, *, gather: bool = True) 
     return nt_xent_detailed(z1, z2, temperature, gather=gather).loss
 
 
+def _full(x: Tensor) -> Tensor:
+    """Half-precision inputs (autocast) are computed in float32; float32/float64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def info_nce_queue(q: Tensor, k: Tensor, queue: Tensor, temperature: float) -> ContrastiveOutput:
     """MoCo's InfoNCE: for each query ``q[i]`` the positive is ``k[i]``, the negatives are the ``queue``
     rows [K, d]; logits ``[q.k, q.queue^T] / T`` (cosines), target index 0. ``q``, ``k`` are normalised here."""
@@ -85,7 +90,7 @@ def info_nce_queue(q: Tensor, k: Tensor, queue: Tensor, temperature: float) -> C
                          f"{tuple(k.shape)}, {tuple(queue.shape)}")
     if not temperature > 0:
         raise ValueError(f"info_nce_queue: temperature must be > 0, got {temperature!r}")
-    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    q, k = F.normalize(_full(q), dim=1), F.normalize(_full(k), dim=1)
     with torch.autocast(device_type=q.device.type, enabled=False):
         l_pos = (q * k).sum(dim=1, keepdim=True)
         l_neg = q @ queue.to(q.dtype).t()
@@ -102,7 +107,7 @@ def moco_v3_contrastive(q: Tensor, k: Tensor, temperature: float, *, gather: boo
                          f"{tuple(k.shape)}")
     if not temperature > 0:
         raise ValueError(f"moco_v3_contrastive: temperature must be > 0, got {temperature!r}")
-    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    q, k = F.normalize(_full(q), dim=1), F.normalize(_full(k), dim=1)
     offset = 0
     if gather and jdist.is_dist() and jdist.world_size() > 1:
         offset = jdist.rank() * q.shape[0]
@@ -119,7 +124,7 @@ def normalized_mse(p: Tensor, z: Tensor) -> Tensor:
     if p.shape != z.shape or p.dim() != 2:
         raise ValueError(f"normalized_mse: p and z must be [n, d] of equal shape, got {tuple(p.shape)}, "
                          f"{tuple(z.shape)}")
-    return (2.0 - 2.0 * F.cosine_similarity(p.float(), z.float(), dim=1)).mean()
+    return (2.0 - 2.0 * F.cosine_similarity(_full(p), _full(z), dim=1)).mean()
 
 
 def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
@@ -127,7 +132,7 @@ def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
     if p.shape != z.shape or p.dim() != 2:
         raise ValueError(f"negative_cosine: p and z must be [n, d] of equal shape, got {tuple(p.shape)}, "
                          f"{tuple(z.shape)}")
-    return -F.cosine_similarity(p.float(), z.float(), dim=1).mean()
+    return -F.cosine_similarity(_full(p), _full(z), dim=1).mean()
 
 
 def dino_cross_entropy(student: list[Tensor], teacher: list[Tensor], center: Tensor, student_temp: float,
@@ -142,8 +147,8 @@ def dino_cross_entropy(student: list[Tensor], teacher: list[Tensor], center: Ten
     if len(teacher) < 1 or len(student) < 2:
         raise ValueError(f"dino_cross_entropy: needs >= 1 teacher and >= 2 student views, got {len(teacher)}, "
                          f"{len(student)}")
-    log_s = [F.log_softmax(s.float() / student_temp, dim=-1) for s in student]
-    probs_t = [F.softmax((t.float() - center) / teacher_temp, dim=-1) for t in teacher]
+    log_s = [F.log_softmax(_full(s) / student_temp, dim=-1) for s in student]
+    probs_t = [F.softmax((_full(t) - center) / teacher_temp, dim=-1) for t in teacher]
     total, pairs = 0.0, 0
     for ti, pt in enumerate(probs_t):
         for si, ls in enumerate(log_s):

@@ -127,7 +127,7 @@ class MoCo(Method):
             loss = 0.5 * (loss + info_nce_queue(q2, k1, queue, self.temperature).loss)
             keys.append(k1)
         if self.training:
-            self._pending = [nn.functional.normalize(k.detach().float(), dim=1) for k in keys]
+            self._pending = [nn.functional.normalize(k.detach(), dim=1) for k in keys]
         return {"loss": loss, "acc": out.top1(), "out_std": output_std(q1),
                 "pos_sim": nn.functional.cosine_similarity(q1.detach().float(), k2.float(), dim=1).mean()}
 

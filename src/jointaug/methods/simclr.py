@@ -45,7 +45,7 @@ class SimCLR(Method):
 
     def forward(self, views: list[Tensor]) -> dict[str, Tensor]:
         self.check_views(views)
-        z = [self.projector(f) for f in self.encode(views)]
+        z = self.encode(views, lambda x: self.projector(self.backbone(x)))
         out = nt_xent_detailed(z[0], z[1], self.temperature, gather=self.gather_negatives)
         loss = out.loss
         if len(z) > 2:  # multi-crop: mean NT-Xent over every pair (global view g, other view v)
