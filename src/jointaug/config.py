@@ -134,6 +134,10 @@ class AugConfig:
     combine: str = "coin"  # coin | both (J-Crop and J-Blur together)
     bound: str = "paper"  # paper | code
     fallback: str = "whole"  # whole | center
+    n_local: int | None = None  # multi-crop: local views after the 2 global ones (None: the recipe's; dino 6, others 0)
+    local_size: int | None = None  # local view size (None: round(size * 96 / 224))
+    local_scale: list[float] | None = None  # local crop area range (None: the recipe's, else [0.05, 0.4])
+    joint_pairs: str = "global"  # coupled pairs: global (0-1) | local (2-3, 4-5 ...) | both | cross (0-2, 1-3)
     mode: str = "fast"  # renderer: fast | exact
     where: str = "main"  # main (batched renderer in the training process) | workers (per image, DataLoader)
     crop_size: float = 0.4  # fixed-size crops: area fraction in (0, 1] (views keep the crop's size unless aug.size)
@@ -399,6 +403,49 @@ def _dataset_names() -> tuple[str, ...]:
     return _FALLBACK_DATASETS
 
 
+def _check_multicrop(c: _Checker, cfg: DictConfig) -> int:
+    """Check the multi-crop keys (aug.n_local, local_size, local_scale, joint_pairs); returns the local view count."""
+    from jointaug.sampling.recipes import JOINT_PAIR_MODES, LOCAL_SCALE, RECIPE_ALIASES, RECIPES
+
+    a = cfg.aug
+    c.number("aug.n_local", lo=0, optional=True)
+    c.number("aug.local_size", lo=1, optional=True)
+    local_scale = c.floats("aug.local_scale", 2)
+    if local_scale is not None and not (0 < local_scale[0] <= local_scale[1] <= 1):
+        c.fail("aug.local_scale", "must be [min, max] with 0 < min <= max <= 1")
+    c.choice("aug.joint_pairs", JOINT_PAIR_MODES)
+    recipe = RECIPES[RECIPE_ALIASES.get(a.recipe, a.recipe)]
+    n_loc = int(a.n_local) if a.n_local is not None else int(recipe.get("n_local", 0))
+    if n_loc and a.crop not in ("random", "joint"):
+        c.fail("aug.n_local" if a.n_local is not None else "aug.crop",
+               f"local views (multi-crop, {n_loc}) need aug.crop=random|joint; fixed-size crops (aug.crop={a.crop!r}) "
+               "have no multi-crop")
+    if not n_loc:
+        for key in ("aug.local_size", "aug.local_scale"):
+            if c.get(key) is not None:
+                c.fail(key, "applies to local views, but the policy has none (set aug.n_local)")
+    mode = a.joint_pairs
+    if mode in ("local", "both") and (n_loc < 2 or n_loc % 2):
+        c.fail("aug.n_local" if a.n_local is not None else "aug.joint_pairs",
+               f"aug.joint_pairs={mode!r} couples pairs of local views: needs an even number >= 2 of local views "
+               f"(the policy has {n_loc})")
+    if mode == "cross":
+        if n_loc < 2:
+            c.fail("aug.n_local" if a.n_local is not None else "aug.joint_pairs",
+                   f"aug.joint_pairs='cross' couples each global view with a local view: needs >= 2 local views "
+                   f"(the policy has {n_loc})")
+        g_scale = tuple(a.scale) if a.scale is not None else tuple(recipe["scale"])
+        l_scale = tuple(local_scale) if local_scale is not None else tuple(recipe.get("local_scale", LOCAL_SCALE))
+        if a.crop == "joint" and g_scale != l_scale:
+            c.fail("aug.joint_pairs", f"'cross' with aug.crop=joint needs one crop area range for the global and "
+                                      f"local views (J-Crop's law), got {list(g_scale)} vs {list(l_scale)}: set "
+                                      "aug.local_scale to aug.scale, or couple blur/colour only")
+    joint = a.crop in ("joint", "mgcc", "mcgcc") or a.blur == "joint" or a.color == "joint"
+    if mode != "global" and not joint:
+        c.fail("aug.joint_pairs", "has no effect: no joint law is on (aug.crop, aug.blur and aug.color are not joint)")
+    return n_loc
+
+
 def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     """Check every value of ``cfg`` (types are enforced by the schema; this checks meanings)."""
     c = _Checker(cfg, sources or {})
@@ -475,6 +522,7 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     c.choice("aug.fallback", ("whole", "center"))
     c.choice("aug.mode", ("fast", "exact"))
     c.choice("aug.where", ("main", "workers"))
+    n_loc = _check_multicrop(c, cfg)
     try:
         policy = build_policy(cfg)
     except ValueError as exc:
@@ -484,7 +532,8 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
 
         why = _M[cfg.method.name].views_error(policy.num_views)
         if why:
-            c.fail("aug.recipe", f"gives {policy.num_views} views but method {cfg.method.name!r} {why}")
+            c.fail("aug.n_local" if n_loc else "aug.recipe",
+                   f"gives {policy.num_views} views but method {cfg.method.name!r} {why}")
         params = {**method_hyperparameters(cfg.method.name), **OmegaConf.to_container(cfg.method.params)}
         for key, msg in _M[cfg.method.name].config_errors(params, batch_size=int(cfg.optim.batch_size),
                                                            num_views=policy.num_views):
@@ -546,6 +595,10 @@ def build_policy(cfg: DictConfig):
         scale=None if a.scale is None else tuple(float(x) for x in a.scale),
         blur_p=None if a.blur_p is None else tuple(float(x) for x in a.blur_p),
         combine=a.combine, bound=a.bound, fallback=a.fallback,
+        n_local=None if a.n_local is None else int(a.n_local),
+        local_size=None if a.local_size is None else int(a.local_size),
+        local_scale=None if a.local_scale is None else tuple(float(x) for x in a.local_scale),
+        joint_views=a.joint_pairs,
         crop_size=float(a.crop_size), alpha=float(a.alpha), gcc_range=tuple(float(x) for x in a.gcc_range),
         pad=a.pad, rotate_p=float(a.rotate_p),
     )
