@@ -522,7 +522,7 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     c.choice("aug.fallback", ("whole", "center"))
     c.choice("aug.mode", ("fast", "exact"))
     c.choice("aug.where", ("main", "workers"))
-    n_loc = _check_multicrop(c, cfg)
+    _check_multicrop(c, cfg)
     try:
         policy = build_policy(cfg)
     except ValueError as exc:
@@ -532,7 +532,7 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
 
         why = _M[cfg.method.name].views_error(policy.num_views)
         if why:
-            c.fail("aug.n_local" if n_loc else "aug.recipe",
+            c.fail("aug.n_local" if cfg.aug.n_local else "aug.recipe",
                    f"gives {policy.num_views} views but method {cfg.method.name!r} {why}")
         params = {**method_hyperparameters(cfg.method.name), **OmegaConf.to_container(cfg.method.params)}
         for key, msg in _M[cfg.method.name].config_errors(params, batch_size=int(cfg.optim.batch_size),

@@ -210,23 +210,14 @@ class DINO(Method):
     def teacher_forward(self, global_views: list[Tensor]) -> list[Tensor]:
         """Teacher logits of the global views (one batch per run of equal-sized views), no gradient."""
         with torch.no_grad():
-            out: list[Tensor] = []
-            start = 0
-            while start < len(global_views):
-                end = start + 1
-                while end < len(global_views) and global_views[end].shape[-2:] == global_views[start].shape[-2:]:
-                    end += 1
-                n = global_views[start].shape[0]
-                feats = self.teacher_backbone(torch.cat(list(global_views[start:end]), dim=0))
-                out += list(self.teacher_head(feats).split(n))
-                start = end
-        return out
+            return self.encode(global_views, lambda x: self.teacher_head(self.teacher_backbone(x)))
 
     def forward(self, views: list[Tensor]) -> dict[str, Tensor]:
         self.check_views(views)
         n = views[0].shape[0]
         feats = self.encode(views)
-        student = list(self.head(torch.cat(feats, dim=0)).split(n))  # one head batch: BN over every view
+        # the head takes every view as one batch (BN over all views), as the reference MultiCropWrapper
+        student = list(self.head(torch.cat(feats, dim=0)).split(n))
         teacher = self.teacher_forward(list(views[: self.num_views]))
         t_temp = self.current_teacher_temp
         loss = dino_cross_entropy(student, teacher, self.center, self.student_temp, t_temp)
