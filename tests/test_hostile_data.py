@@ -27,11 +27,15 @@ from jointaug.data.checks import check_splits
 
 
 # ------------------------------------------------------------------------------------------ helpers
+class Hung(BaseException):
+    """Raised by :func:`deadline`; not an OSError (as TimeoutError is), so no reader can swallow it."""
+
+
 @contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Fail (instead of hanging) when the block takes longer than ``seconds`` (SIGALRM, main thread)."""
     def on_alarm(signum: int, frame: object) -> None:
-        raise TimeoutError(f"hung for more than {seconds} s")
+        raise Hung(f"hung for more than {seconds} s")
 
     old = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -429,10 +433,12 @@ def test_trainer_refuses_a_missing_val_folder_before_training(tmp_path: Path) ->
         for i in range(4):
             (root / "train" / cls / f"{i}.png").write_bytes(png(8, 8, i))
     out = tmp_path / "run"
-    res = _train_cli(out, tmp_path / "cache", "data.name=folder", f"data.root={root}", "data.num_workers=0")
+    res = _train_cli(out, tmp_path / "cache", "data.name=folder", f"data.root={root}", "data.num_workers=0",
+                     "train.log_every=1")
     assert res.returncode == 2, res.stderr[-3000:]
     assert "no 'test' split folder; found train" in res.stderr
     assert not (out / "metrics.jsonl").exists() or '"type": "step"' not in (out / "metrics.jsonl").read_text()
+    assert not list(out.rglob("*.pt"))  # nothing trained, no checkpoint written
 
 
 # ------------------------------------------- defect 9: errors from DataLoader workers stay one line
