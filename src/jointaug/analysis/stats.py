@@ -78,6 +78,20 @@ def _paper_distance(kind: str, beta: float, image_hw: tuple[int, int], scale: tu
     return PAPER_CORNER_DISTANCE.get("random" if kind == "random" else float(beta))
 
 
+def _corner_distance(kind: str, beta: float, scale: tuple[float, float], ratio: tuple[float, float],
+                     image_hw: tuple[int, int], pairs: int, seed: int, bound: str,
+                     fallback: str) -> tuple[float, float]:
+    """(mean, standard error) of the corner distance of a crop policy (same draws as :func:`crop_stats`)."""
+    policy = crop_policy(kind, beta=beta, scale=scale, ratio=ratio, size=1, bound=bound, fallback=fallback)
+    gen = generator(seed)
+    s = s2 = 0.0
+    for n in _chunks(pairs):
+        d = corner_distance(policy.sample(torch.tensor([image_hw], dtype=torch.int64).expand(n, 2), gen)).double()
+        s, s2 = s + float(d.sum()), s2 + float((d * d).sum())
+    mean = s / pairs
+    return mean, math.sqrt(max(s2 / pairs - mean * mean, 0.0)) / math.sqrt(pairs)
+
+
 def crop_stats(
     kind: str = "joint",
     beta: float = 0.0,
@@ -115,6 +129,17 @@ def crop_stats(
     dist = acc.mean("dist")
     dist_std = math.sqrt(max(acc.mean("dist2") - dist * dist, 0.0))
     lo, hi = scale
+    paper_d = _paper_distance(kind, beta, image_hw, scale, ratio)
+    by_bound = None
+    if paper_d is not None and kind == "joint":  # which JC bound reproduces the appendix-E figure
+        by_bound = {}
+        for b in ("paper", "code"):
+            m, sem = ((dist, dist_std / math.sqrt(pairs)) if b == bound else
+                      _corner_distance(kind, beta, scale, ratio, image_hw, pairs, seed, b, fallback))
+            by_bound[b] = {"mean": m, "sem": sem, "diff": m - paper_d,
+                           # the paper rounds to 0.1 px (+-0.05); allow 3 standard errors of sampling noise
+                           "consistent": abs(m - paper_d) <= 0.05 + 3 * sem}
+        by_bound["closer"] = min(("paper", "code"), key=lambda b: abs(by_bound[b]["diff"]))
     out: dict[str, Any] = {
         "command": "stats", "aug": "crop", "policy": policy.name, "kind": kind, "beta": beta,
         "scale": list(scale), "ratio": list(ratio), "image_hw": list(image_hw), "pairs": pairs, "seed": seed,
@@ -129,7 +154,7 @@ def crop_stats(
         "corner_distance_px": {"mean": dist, "std": dist_std, "sem": dist_std / math.sqrt(pairs)},
         "iou_mean": acc.mean("iou"),
         "fallback_rate": acc.mean("fallback"),
-        "paper": {"corner_distance_px": _paper_distance(kind, beta, image_hw, scale, ratio),
+        "paper": {"corner_distance_px": paper_d, "corner_distance_by_bound": by_bound,
                   "beyond_2_text": PAPER_BEYOND_2_RANDOM if kind == "random" else None},
         "misprint": misprint_explanation(),
     }
@@ -190,6 +215,11 @@ def format_table(s: dict[str, Any]) -> str:
         paper = s["paper"]["corner_distance_px"]
         ref = f"   (paper, appendix E: {paper:g} px)" if paper is not None else ""
         lines.append(f"{'mean corner distance':28s}{d['mean']:>12.2f} px  +- {d['sem']:.2f} (s.e.){ref}")
+        by = s["paper"].get("corner_distance_by_bound")
+        if by:
+            parts = [f"bound={b} {by[b]['mean']:.2f} px ({by[b]['diff']:+.2f}"
+                     f"{', consistent' if by[b]['consistent'] else ''})" for b in ("paper", "code")]
+            lines.append(f"{'appendix E figure by bound':28s}{' ':>4s}{'; '.join(parts)}; closer: bound={by['closer']}")
         lines.append(f"{'mean IoU of the two boxes':28s}{s['iou_mean']:>15.4f}")
         lines.append(f"{'fallback rate (per view)':28s}{fmt_pct(s['fallback_rate']):>15s}")
         lines.append(f"analytic law: {s['analytic']['law']}")
@@ -223,7 +253,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", type=int, default=200_000, help="number of pairs (default 200000)")
     add_seed_argument(parser)
     parser.add_argument("--bound", choices=("paper", "code"), default="paper",
-                        help="JC support: paper ln(max/min) or the released code's ln(max/min - 0.1) at beta 0")
+                        help="JC support: paper ln(max/min), or code ln(max/min - 0.1) (the released code's at "
+                             "beta 0; reproduces the paper's appendix-E distances at every beta)")
     parser.add_argument("--fallback", choices=("whole", "center"), default="whole",
                         help="J-Crop view with no valid box in 10 attempts: whole image (default) or centre crop")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures as JSON")

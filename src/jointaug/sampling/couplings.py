@@ -78,6 +78,9 @@ class RatioLaw(Law):
         return JCLaw(self.beta, lo, hi, self.bound)
 
     def sample_pair(self, n, lo, hi, generator):
+        if lo == hi:  # a fixed value: both views get it (JC(beta) itself needs lo < hi for bound="code")
+            v = torch.full((n,), float(lo), dtype=torch.float64)
+            return v, v.clone()
         return self.law(lo, hi).sample(n, generator)
 
 

@@ -83,6 +83,18 @@ def _pair(name: str, v: tuple[float, float], *, positive: bool = True, upper: fl
     return lo, hi
 
 
+def _integer_hw(image_hw: Tensor | tuple[int, int] | list) -> Tensor:
+    """``image_hw`` as int64; non-integer sizes (31.5 px) are an error, never truncated."""
+    t = torch.as_tensor(image_hw)
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"image sizes must be integers, got dtype {t.dtype}")
+    if t.is_floating_point():
+        bad = ~torch.isfinite(t) | (t != t.round())
+        if bool(bad.any()):
+            raise ValueError(f"image sizes must be whole numbers of pixels, got {t[bad].flatten()[:4].tolist()} "
+                             f"in {t.tolist() if t.numel() <= 8 else tuple(t.shape)}")
+    return t.to(torch.int64)
+
 @dataclass
 class ViewSpec:
     """What one view looks like (its own probabilities and ranges); validated on creation."""
@@ -202,6 +214,11 @@ class ViewPolicy:
                 if ri != rj:
                     raise ValueError(f"coupling {c.param} between views {i} and {j}: their ranges differ "
                                      f"({ri} vs {rj}); a ratio law needs one common range")
+                if hasattr(c.law, "law") and ri[0] != ri[1]:  # checked here, not at the first sample()
+                    try:
+                        c.law.law(*ri)
+                    except ValueError as exc:
+                        raise ValueError(f"coupling {c.param} between views {i} and {j} on {ri}: {exc}") from None
 
     @property
     def num_views(self) -> int:
@@ -218,7 +235,7 @@ class ViewPolicy:
         A view of ``size=None`` keeps its crop's size ``(floor(H sqrt(s)), floor(W sqrt(s)))``;
         all images must then give that view one size (a batch holds one tensor per view).
         """
-        hw = torch.as_tensor(image_hw, dtype=torch.int64).reshape(-1, 2)
+        hw = _integer_hw(image_hw).reshape(-1, 2)
         out = []
         for k, spec in enumerate(self.views):
             if spec.size is not None:
@@ -252,7 +269,7 @@ class ViewPolicy:
     # ------------------------------------------------------------------ sampling
     def sample(self, image_hw: Tensor | tuple[int, int] | list, generator: torch.Generator | None = None) -> ViewParams:
         """Draw ViewParams for images of sizes ``image_hw`` ([N, 2] of (H, W), or one (H, W))."""
-        hw = torch.as_tensor(image_hw, dtype=torch.int64)
+        hw = _integer_hw(image_hw)
         if hw.dim() == 1:
             hw = hw[None]
         if hw.dim() != 2 or hw.shape[1] != 2:
