@@ -175,7 +175,7 @@ def resolve_layout(
 def _warn_empty(where: str, prefix: str, folders: list[str], top: str, classes: list[str]) -> None:
     """Warn about class folders directly below ``top`` ("" = the root) that hold no image."""
     depth = 1 if not top else 2
-    below = [d for d in folders if d.count("/") == depth - 1 and (not top or d.startswith(top + "/"))]
+    below = [d for d in folders if d and d.count("/") == depth - 1 and (not top or d.startswith(top + "/"))]
     if not top:
         below = [d for d in below if d not in SPLIT_NAMES]
     empty = sorted(d for d in below if d.split("/")[-1] not in classes and not d.split("/")[-1].startswith("."))
@@ -235,7 +235,7 @@ def _index_tar(path: Path) -> tuple[dict[str, tuple[int, int]], list[str]]:
         for m in tf.getmembers():
             name = safe_member_name(m, path)
             if name is None:
-                dirs.append(clean_member_name(m.name))
+                dirs.append(clean_member_name(m.name))  # "" for the archive's "." entry: never a class
             else:
                 offsets[name] = (m.offset_data, m.size)
     return offsets, dirs
@@ -276,7 +276,7 @@ def _list_ztar(path: Path, keep_bytes: int = 1 << 30
         for m in tf:
             name = safe_member_name(m, path)
             if name is None:
-                dirs.append(clean_member_name(m.name))
+                dirs.append(clean_member_name(m.name))  # "" for the archive's "." entry: never a class
                 continue
             names.append(name)
             reason = member_too_big(m)
