@@ -451,6 +451,9 @@ def test_image_read_error_pickles_and_survives_dataloader_workers(tmp_path: Path
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is ImageReadError and (back.path, back.reason) == (err.path, err.reason)
     assert str(back) == str(err)
+    space = pickle.loads(pickle.dumps(cache_mod.CacheSpaceError("not enough disk space in /c")))
+    assert type(space) is cache_mod.CacheSpaceError and space.errno == 28
+    assert str(space) == "not enough disk space in /c"
     root = _fixed_tree(tmp_path / "tree")
     (root / "train/a/big.png").write_bytes(png(12, 10))  # variable size: decoded in the workers
     (root / "train/b/bad.png").write_bytes(b"\x89PNG\r\n\x1a\n corrupt")
