@@ -1,9 +1,14 @@
-"""Training throughput (images/s) and data-wait fraction of SimCLR, measured through the real trainer.
+"""Training throughput (images/s) and data-wait fraction per method, measured through the real trainer.
 
 CPU (default): SimCLR with ResNet-18 (CIFAR stem) and ConvNet-4 at 32 px on the synthetic set,
 batch 128, a few dozen steps each (the first ``--warmup`` steps are not counted)::
 
     python benchmarks/bench_train.py                       # -> benchmarks/results/train_cpu.{json,md}
+
+Every method of the zoo (each with its ``configs/<method>/synthetic.yaml`` heads and losses)::
+
+    python benchmarks/bench_train.py --methods simclr,mocov1,mocov2,mocov3,byol,simsiam,dino \
+        --models convnet4,resnet18 --out benchmarks/results/train_cpu_methods
 
 GPU: ResNet-18 on CIFAR-10 (the shared JPEG copy), full epochs timed, data wait, and kNN accuracy
 after a short run (``--epochs``)::
@@ -65,15 +70,26 @@ def _data_overrides(args: argparse.Namespace) -> list[str]:
     return ov
 
 
-def bench_steps(model: str, args: argparse.Namespace, out_dir: Path) -> dict:
+def _method_base(method: str, recipe: str) -> tuple[str | None, list[str]]:
+    """(recipe, overrides) that give ``method`` its own heads and loss: SimCLR from the defaults (as the
+    earlier results), the other methods from ``configs/<method>/<recipe>.yaml``."""
+    if method == "simclr":
+        return None, []
+    return f"{method}/{recipe}", ["model.backbone_kwargs={}"]
+
+
+def bench_steps(model: str, args: argparse.Namespace, out_dir: Path, method: str = "simclr") -> dict:
     """A short run of ``warmup + steps`` steps; throughput from the steps after the warm-up."""
-    ov = [*_data_overrides(args), *MODELS[model], f"optim.batch_size={args.batch_size}", "optim.epochs=100",
-          "optim.warmup_epochs=0", "aug.recipe=small", f"aug.size={args.size}", "train.log_every=1",
-          "data.num_workers=0", "method.params.temperature=0.2",
+    recipe, base = _method_base(method, "synthetic")
+    simclr = ["method.params.temperature=0.2"] if method == "simclr" else []
+    ov = [*base, *_data_overrides(args), *MODELS[model], f"optim.batch_size={args.batch_size}", "optim.epochs=100",
+          "optim.warmup_epochs=0", f"aug.size={args.size}", "train.log_every=1", "data.num_workers=0", *simclr,
           f"train.max_steps={args.warmup + args.steps}", "train.knn_every=0", "eval.final=false",
           "train.tensorboard=false", "train.progress=false", "train.resume=false", f"train.device={args.device}",
           f"train.out_dir={out_dir}", *args.overrides]
-    cfg = load_config(None, ov)
+    if method in ("simclr", "mocov1", "mocov2", "mocov3", "byol", "simsiam"):
+        ov.insert(len(base), "aug.recipe=small")
+    cfg = load_config(recipe, ov)
     t0 = time.perf_counter()
     summary = train(cfg)
     wall = time.perf_counter() - t0
@@ -81,25 +97,27 @@ def bench_steps(model: str, args: argparse.Namespace, out_dir: Path) -> dict:
     gb = args.batch_size
     step_t = [gb / r["img_per_s"] for r in recs]
     data_t = [r["data_wait"] * s for r, s in zip(recs, step_t)]
-    return {"model": model, "batch_size": gb, "image_size": args.size, "steps_timed": len(recs),
+    return {"method": method, "model": model, "batch_size": gb, "image_size": args.size, "steps_timed": len(recs),
             "images_per_s": gb * len(recs) / sum(step_t), "data_wait": sum(data_t) / sum(step_t),
             "step_time_s_median": sorted(step_t)[len(step_t) // 2], "wall_s": wall,
             "data_path": summary.get("data_path")}
 
 
-def bench_epochs(model: str, args: argparse.Namespace, out_dir: Path) -> dict:
+def bench_epochs(model: str, args: argparse.Namespace, out_dir: Path, method: str = "simclr") -> dict:
     """``--epochs`` full epochs with the kNN monitor: epoch times, data wait, kNN after the short run."""
-    ov = [*_data_overrides(args), *MODELS[model], f"optim.batch_size={args.batch_size}",
-          f"optim.epochs={args.epochs}", "optim.warmup_epochs=1", "aug.recipe=small", f"aug.size={args.size}",
-          "optim.name=sgd", "optim.lr=0.25", "optim.weight_decay=5e-4", "method.params.temperature=0.5",
-          "method.params.proj_hidden_dim=2048", f"train.knn_every={args.epochs}", "eval.linear=false",
+    recipe, base = _method_base(method, "cifar10")
+    simclr = (["optim.name=sgd", "optim.lr=0.25", "optim.weight_decay=5e-4", "method.params.temperature=0.5",
+               "method.params.proj_hidden_dim=2048", "aug.recipe=small"] if method == "simclr" else [])
+    ov = [*base, *_data_overrides(args), *MODELS[model], f"optim.batch_size={args.batch_size}",
+          f"optim.epochs={args.epochs}", "optim.warmup_epochs=1", f"aug.size={args.size}", *simclr,
+          f"train.knn_every={args.epochs}", "eval.linear=false",
           "train.tensorboard=false", "train.progress=false", "train.resume=false", f"train.device={args.device}",
           f"train.out_dir={out_dir}", "data.num_workers=8", *args.overrides]
-    cfg = load_config(None, ov)
+    cfg = load_config(recipe, ov)
     summary = train(cfg)
     epochs = [r for r in read_metrics(out_dir / "metrics.jsonl") if r["type"] == "epoch"]
     steady = epochs[1:] or epochs
-    return {"model": model, "batch_size": args.batch_size, "epochs": len(epochs),
+    return {"method": method, "model": model, "batch_size": args.batch_size, "epochs": len(epochs),
             "epoch_train_time_s": [r["train_time"] for r in epochs],
             "steady_epoch_time_s": sum(r["train_time"] for r in steady) / len(steady),
             "images_per_s": sum(r["img_per_s"] for r in steady) / len(steady),
@@ -116,17 +134,19 @@ def _markdown(result: dict) -> str:
              f"load average at start {m['load_average_at_start']}.", "",
              f"Command: `{result['command']}`", ""]
     if result["mode"] == "steps":
-        lines += ["| model | batch | px | steps timed | images/s | data wait | median step (s) |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| method | model | batch | px | steps timed | images/s | data wait | median step (s) |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in result["runs"]:
-            lines.append(f"| {r['model']} | {r['batch_size']} | {r['image_size']} | {r['steps_timed']} | "
+            lines.append(f"| {r.get('method', 'simclr')} | {r['model']} | {r['batch_size']} | {r['image_size']} | "
+                         f"{r['steps_timed']} | "
                          f"{r['images_per_s']:.1f} | {100 * r['data_wait']:.1f}% | {r['step_time_s_median']:.3f} |")
     else:
-        lines += ["| model | batch | epochs | steady epoch (s) | images/s | data wait | kNN top-1 |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += ["| method | model | batch | epochs | steady epoch (s) | images/s | data wait | kNN top-1 |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in result["runs"]:
             knn = "n/a" if r["knn_top1"] is None else f"{r['knn_top1']:.2f}%"
-            lines.append(f"| {r['model']} | {r['batch_size']} | {r['epochs']} | {r['steady_epoch_time_s']:.2f} | "
+            lines.append(f"| {r.get('method', 'simclr')} | {r['model']} | {r['batch_size']} | {r['epochs']} | "
+                         f"{r['steady_epoch_time_s']:.2f} | "
                          f"{r['images_per_s']:.0f} | {100 * r['data_wait']:.1f}% | {knn} |")
     lines += ["", "images/s counts images (2 views each) per second of step time; data wait = time blocked on "
               "the next batch (indexing + view rendering) / step time."]
@@ -140,6 +160,7 @@ def main() -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--models", default="resnet18,convnet4")
+    p.add_argument("--methods", default="simclr", help="comma-separated methods (each with its own recipe's heads)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--steps", type=int, default=24, help="timed steps per model")
@@ -157,13 +178,14 @@ def main() -> None:
     result = {"mode": mode, "machine": _machine(args.device),
               "command": "python benchmarks/bench_train.py " + " ".join(os.sys.argv[1:]), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for model in args.models.split(","):
-            if model not in MODELS:
-                p.error(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-            fn = bench_epochs if mode == "epochs" else bench_steps
-            r = fn(model, args, Path(tmp) / model)
-            print(json.dumps(r))
-            result["runs"].append(r)
+        for method in args.methods.split(","):
+            for model in args.models.split(","):
+                if model not in MODELS:
+                    p.error(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+                fn = bench_epochs if mode == "epochs" else bench_steps
+                r = fn(model, args, Path(tmp) / f"{method}-{model}", method)
+                print(json.dumps(r))
+                result["runs"].append(r)
     stem = Path(args.out) if args.out else RESULTS / f"train_{args.device.split(':')[0]}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

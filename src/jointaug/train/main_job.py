@@ -1,16 +1,17 @@
-"""``jointaug run``: the main job. SimCLR with RandomCrop and with J-Crop(0), trained, evaluated, compared.
+"""``jointaug run``: the main job. A method (SimCLR by default; ``--method``) trained and evaluated under
+several view policies (RandomCrop and J-Crop(0) by default; ``--policies``), compared in one table.
 
-With no argument it uses the built-in synthetic set (``configs/simclr/synthetic.yaml``; the GPU
+With no argument it uses the built-in synthetic set (``configs/<method>/synthetic.yaml``; the GPU
 when there is one) and fits in a few minutes on 2 CPU cores. ``--data cifar10 --data-dir PATH``
 (or cifar100, stl10, tiny-imagenet, imagenet, folder) runs the same comparison with that data
-set's recipe. Both runs share the seed, so they see the same images in the same order, the same
-initial weights and the same colour/flip draws: only the crop law differs.
+set's recipe. All runs share the seed, so they see the same images in the same order, the same
+initial weights and the same colour/flip draws: only the view law differs.
 
-The run folder (``runs/<timestamp>/`` or ``--out``) holds: ``random-crop/`` and ``j-crop/`` (each
-a training run: config, metrics.jsonl, TensorBoard events, checkpoint, summary.json),
-``metrics.json`` (both summaries and the untrained baseline), ``table.md``, ``loss.png``,
-``knn.png`` and ``pairs.png``. The table ends with the accuracy of the untrained initial weights
-(shared by both runs), so what training added is visible.
+The run folder (``runs/<timestamp>/`` or ``--out``) holds one training run per policy (e.g.
+``random-crop/`` and ``j-crop/``: config, metrics.jsonl, TensorBoard events, checkpoint,
+summary.json), ``metrics.json`` (every summary and the untrained baseline), ``table.md``,
+``loss.png``, ``knn.png`` and ``pairs.png``. The table ends with the accuracy of the untrained
+initial weights (shared by every run), so what training added is visible.
 Running it again with the same ``--out`` resumes unfinished runs from their checkpoints.
 """
 
@@ -23,16 +24,69 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["POLICIES", "add_arguments", "evaluate_initial", "format_table", "main", "run_comparison"]
+__all__ = ["DEFAULT_POLICIES", "POLICIES", "POLICY_KINDS", "add_arguments", "evaluate_initial", "format_table", "main",
+           "parse_policies", "run_comparison"]
 
-#: (label, folder, config overrides) of the two compared policies
+#: (label, folder, config overrides) of the default comparison: RandomCrop vs J-Crop(0)
 POLICIES: list[tuple[str, str, list[str]]] = [
     ("RandomCrop", "random-crop", ["aug.crop=random"]),
     ("J-Crop(0)", "j-crop", ["aug.crop=joint", "aug.beta=0.0"]),
 ]
+DEFAULT_POLICIES = "random,jcrop(0)"
+#: --policies names -> (label format, config overrides; {b} is the beta in parentheses, default 0)
+POLICY_KINDS: dict[str, tuple[str, list[str]]] = {
+    "random": ("RandomCrop", ["aug.crop=random"]),
+    "jcrop": ("J-Crop({b})", ["aug.crop=joint", "aug.beta={b}"]),
+    "jblur": ("J-Blur({b})", ["aug.blur=joint", "aug.beta={b}"]),
+    "jcolor": ("J-Color({b})", ["aug.color=joint", "aug.beta={b}"]),
+    "coin": ("J-Crop/J-Blur coin({b})", ["aug.crop=joint", "aug.blur=joint", "aug.combine=coin", "aug.beta={b}"]),
+    "both": ("J-Crop+J-Blur({b})", ["aug.crop=joint", "aug.blur=joint", "aug.combine=both", "aug.beta={b}"]),
+}
 _RECIPES = {"synthetic": "simclr/synthetic", "cifar10": "simclr/cifar10", "cifar100": "simclr/cifar100",
             "stl10": "simclr/stl10", "tiny-imagenet": "simclr/tiny-imagenet", "imagenet": "simclr/imagenet",
             "imagenette": "simclr/imagenet", "folder": "simclr/cifar10"}
+
+
+def parse_policies(text: str) -> list[tuple[str, str, list[str]]]:
+    """``"random,jcrop(0),jcrop(-1),jblur(0)"`` -> [(label, folder, overrides)]; clear errors for bad names.
+
+    J-Blur and the coin need a recipe with blur: at 32 px the small-data recipe has none, so give the
+    blur probabilities as an override for every run (``aug.blur_p=[0.5,0.5]``), which keeps the
+    comparison fair."""
+    import math
+    import re
+
+    out: list[tuple[str, str, list[str]]] = []
+    for item in [t.strip() for t in text.split(",") if t.strip()]:
+        m = re.fullmatch(r"([a-z-]+)(?:\(([^)]*)\))?", item.lower())
+        if not m or m.group(1).replace("-", "") not in POLICY_KINDS:
+            raise ValueError(f"--policies: unknown view policy {item!r}; choose from "
+                             f"{', '.join(k + ('' if k == 'random' else '(BETA)') for k in POLICY_KINDS)}")
+        kind = m.group(1).replace("-", "")
+        beta = 0.0
+        if m.group(2) is not None:
+            if kind == "random":
+                raise ValueError(f"--policies: {item!r}: random takes no beta")
+            try:
+                beta = float(m.group(2))
+            except ValueError:
+                raise ValueError(f"--policies: {item!r}: beta must be a number, got {m.group(2)!r}") from None
+            if not math.isfinite(beta):
+                raise ValueError(f"--policies: {item!r}: beta must be finite")
+        label_fmt, ovs = POLICY_KINDS[kind]
+        label = label_fmt.format(b=f"{beta:g}")
+        folder = "random-crop" if kind == "random" else f"{kind}{'' if beta == 0 else f'{beta:g}'}"
+        folder = {"jcrop": "j-crop"}.get(folder, folder)
+        out.append((label, folder.replace(".", "p"), [o.format(b=beta) for o in ovs]))
+    if not out:
+        raise ValueError("--policies: give at least one view policy, e.g. random,jcrop(0)")
+    folders = [f for _, f, _ in out]
+    dup = sorted({f for f in folders if folders.count(f) > 1})
+    if dup:
+        raise ValueError(f"--policies: a policy is listed twice ({', '.join(dup)})")
+    return out
+
+
 #: --quick: a tiny run for smoke tests (seconds)
 QUICK = ["data.limit=256", "data.test_limit=200", "model.backbone=convnet4", "model.backbone_kwargs.width=8",
          "method.params.proj_hidden_dim=64", "method.params.proj_out_dim=32", "optim.batch_size=64",
@@ -47,7 +101,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data set: synthetic (default), cifar10, cifar100, stl10, tiny-imagenet, imagenet, "
                              "imagenette, folder")
     parser.add_argument("--data-dir", help="data root: archive or folder (not needed for synthetic)")
-    parser.add_argument("--config", help="recipe to start from (default: simclr/<data>; folder uses simclr/cifar10)")
+    parser.add_argument("--method", default="simclr",
+                        help="self-supervised method: simclr (default), mocov1, mocov2, mocov3, byol, simsiam, dino; "
+                             "the recipe is configs/<method>/<data>.yaml")
+    parser.add_argument("--policies", default=DEFAULT_POLICIES,
+                        help="comma-separated view policies to compare (default: random,jcrop(0)); kinds: random, "
+                             "jcrop(B), jblur(B), jcolor(B), coin(B) (J-Crop or J-Blur per image), both(B)")
+    parser.add_argument("--config",
+                        help="recipe to start from (default: <method>/<data>; folder uses <method>/cifar10)")
     parser.add_argument("--epochs", type=int, help="training epochs per policy (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, help="global batch size (default: the recipe's)")
     parser.add_argument("--limit", type=int, help="train on a class-stratified subset of this many images")
@@ -59,6 +120,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _base_overrides(args: argparse.Namespace) -> tuple[str, list[str]]:
     recipe = args.config or _RECIPES.get(args.data)
+    method = getattr(args, "method", "simclr") or "simclr"
+    if recipe is not None and not args.config and method != "simclr":
+        recipe = f"{method}/{recipe.split('/', 1)[1]}"
     if recipe is None:
         raise ValueError(f"--data {args.data!r}: unknown data set; choose from {', '.join(_RECIPES)} "
                          "(or pass --config)")
@@ -111,7 +175,8 @@ def _plots(out: Path, rows: list[dict[str, Any]], baseline: dict[str, Any] | Non
     import matplotlib.pyplot as plt
 
     written = []
-    for key, fname, ylabel in (("loss", "loss.png", "SimCLR loss (epoch mean)"),
+    method = rows[0].get("method", "training") if rows else "training"
+    for key, fname, ylabel in (("loss", "loss.png", f"{method} loss (epoch mean)"),
                                ("knn_top1", "knn.png", "kNN top-1 (%)")):
         fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
         for r in rows:
@@ -177,7 +242,7 @@ def _pairs_png(out: Path, cfg_by_label: dict[str, Any], n_images: int = 6, seed:
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(title, fontsize=7)
-    fig.suptitle("positive pairs: the same image under RandomCrop and J-Crop(0) (same seed)", fontsize=8)
+    fig.suptitle(f"positive pairs: the same image under {', '.join(cfg_by_label)} (same seed)", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "pairs.png")
     plt.close(fig)
@@ -195,21 +260,25 @@ def evaluate_initial(cfg: Any) -> dict[str, Any]:
             "linear_top1": res.get("linear_top1"), "train_time_s": None, "images_per_s": None, "data_wait": None}
 
 
-def run_comparison(out: Path, recipe: str, overrides: list[str]) -> dict[str, Any]:
-    """Train and evaluate both policies into ``out``; write metrics.json, table.md, plots, pairs."""
+def run_comparison(out: Path, recipe: str, overrides: list[str],
+                   policies: list[tuple[str, str, list[str]]] | None = None) -> dict[str, Any]:
+    """Train and evaluate each policy (default :data:`POLICIES`) into ``out``; write metrics.json, table.md,
+    plots, pairs. Every config is validated before anything trains."""
     from jointaug.config import config_to_yaml, load_config
     from jointaug.train.trainer import train
 
+    policies = POLICIES if policies is None else policies
     out.mkdir(parents=True, exist_ok=True)
     cfgs = {}
-    for label, folder, extra in POLICIES:  # validate both before training either
+    for label, folder, extra in policies:  # validate all before training any
         cfgs[label] = load_config(recipe, [*overrides, *extra, f"train.out_dir={out / folder}", f"name={folder}"])
-    (out / "config.yaml").write_text("# the two runs differ only in aug.crop / aug.beta\n"
-                                     + config_to_yaml(cfgs[POLICIES[0][0]]))
+    (out / "config.yaml").write_text("# the runs differ only in the view policy's aug.* keys: "
+                                     + "; ".join(f"{lab}: {' '.join(ex)}" for lab, _, ex in policies) + "\n"
+                                     + config_to_yaml(cfgs[policies[0][0]]))
     rows: list[dict[str, Any]] = []
     t_all = time.perf_counter()
-    baseline = evaluate_initial(cfgs[POLICIES[0][0]])
-    for label, _, _ in POLICIES:
+    baseline = evaluate_initial(cfgs[policies[0][0]])
+    for label, _, _ in policies:
         print(f"== {label}: training ({cfgs[label].optim.epochs} epochs) ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         summary = train(cfgs[label])
@@ -225,12 +294,14 @@ def run_comparison(out: Path, recipe: str, overrides: list[str]) -> dict[str, An
     except Exception as exc:  # plots are a convenience: never lose the results over them
         print(f"jointaug run: note: plots skipped ({exc})", file=sys.stderr)
     try:
-        png = _pairs_png(out, cfgs, seed=int(cfgs[POLICIES[0][0]].train.seed))
+        png = _pairs_png(out, cfgs, seed=int(cfgs[policies[0][0]].train.seed))
         if png:
             files.append(png)
     except Exception as exc:
         print(f"jointaug run: note: example pairs skipped ({exc})", file=sys.stderr)
-    result = {"recipe": recipe, "overrides": overrides, "runs": rows, "untrained": baseline,
+    result = {"recipe": recipe, "method": cfgs[policies[0][0]].method.name, "overrides": overrides,
+              "policies": [{"label": lab, "folder": f, "overrides": ex} for lab, f, ex in policies],
+              "runs": rows, "untrained": baseline,
               "total_wall_time_s": time.perf_counter() - t_all, "table": table, "files": files}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "table.md").write_text(table + "\n")
@@ -240,11 +311,12 @@ def run_comparison(out: Path, recipe: str, overrides: list[str]) -> dict[str, An
 def main(args: argparse.Namespace) -> int:
     """Run both trainings and print the comparison table."""
     recipe, overrides = _base_overrides(args)
+    policies = parse_policies(getattr(args, "policies", None) or DEFAULT_POLICIES)
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     from jointaug.train.trainer import NonFiniteLossError
 
     try:
-        result = run_comparison(out, recipe, overrides)
+        result = run_comparison(out, recipe, overrides, policies)
     except NonFiniteLossError as exc:
         print(f"jointaug run: {exc}", file=sys.stderr)
         return 3
