@@ -9,8 +9,6 @@ import os
 import pickle
 import signal
 import struct
-import subprocess
-import sys
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -419,28 +417,30 @@ def test_check_splits_finds_eval_problems_before_training(tmp_path: Path) -> Non
         check_splits(fixed_train, build_dataset("folder", "train", root=str(root), cache_dir=cache))
 
 
-def _train_cli(out: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "jointaug.cli", "train", "configs/simclr/synthetic.yaml",
-            f"data.cache_dir={cache}", "model.backbone=convnet4", "model.backbone_kwargs.width=8",
-            "method.params.proj_hidden_dim=32", "method.params.proj_out_dim=16", "aug.recipe=small", "aug.size=16",
-            "optim.batch_size=4", "optim.epochs=1", "train.progress=false", "train.tensorboard=false",
-            "eval.linear=false", f"train.out_dir={out}", *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(args, capture_output=True, text=True, timeout=240, env=env,
-                          cwd=Path(__file__).resolve().parents[1])
+def _train_cli(capsys: pytest.CaptureFixture, out: Path, cache: Path, *extra: str) -> tuple[int, str]:
+    """Run ``jointaug train`` in this process (as the command line does); return (exit code, stderr)."""
+    from jointaug.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs/simclr/synthetic.yaml"
+    capsys.readouterr()
+    code = main(["train", str(config), f"data.cache_dir={cache}", "model.backbone=convnet4",
+                 "model.backbone_kwargs.width=8", "method.params.proj_hidden_dim=32", "method.params.proj_out_dim=16",
+                 "aug.recipe=small", "aug.size=16", "optim.batch_size=4", "optim.epochs=1", "train.progress=false",
+                 "train.tensorboard=false", "eval.linear=false", f"train.out_dir={out}", *extra])
+    return code, capsys.readouterr().err
 
 
-def test_trainer_refuses_a_missing_val_folder_before_training(tmp_path: Path) -> None:
+def test_trainer_refuses_a_missing_val_folder_before_training(tmp_path: Path, capsys) -> None:
     root = tmp_path / "tree"
     for cls in ("a", "b"):
         (root / "train" / cls).mkdir(parents=True)
         for i in range(4):
             (root / "train" / cls / f"{i}.png").write_bytes(png(8, 8, i))
     out = tmp_path / "run"
-    res = _train_cli(out, tmp_path / "cache", "data.name=folder", f"data.root={root}", "data.num_workers=0",
-                     "train.log_every=1")
-    assert res.returncode == 2, res.stderr[-3000:]
-    assert "no 'test' split folder; found train" in res.stderr
+    code, err = _train_cli(capsys, out, tmp_path / "cache", "data.name=folder", f"data.root={root}",
+                           "data.num_workers=0", "train.log_every=1")
+    assert code == 2, err[-3000:]
+    assert "no 'test' split folder; found train" in err
     assert not (out / "metrics.jsonl").exists() or '"type": "step"' not in (out / "metrics.jsonl").read_text()
     assert not list(out.rglob("*.pt"))  # nothing trained, no checkpoint written
 
@@ -467,7 +467,7 @@ def test_image_read_error_pickles_and_survives_dataloader_workers(tmp_path: Path
     assert info.value.path == str(root / "train/b/bad.png") and info.value.reason == direct.value.reason
 
 
-def test_cli_prints_one_line_for_a_corrupt_image_read_by_workers(tmp_path: Path) -> None:
+def test_cli_prints_one_line_for_a_corrupt_image_read_by_workers(tmp_path: Path, capsys) -> None:
     root = tmp_path / "tree"
     for split in ("train", "test"):
         for cls in ("a", "b"):
@@ -475,9 +475,10 @@ def test_cli_prints_one_line_for_a_corrupt_image_read_by_workers(tmp_path: Path)
             for i in range(4):
                 (root / split / cls / f"{i}.png").write_bytes(png(8 + (i % 2), 8, i))  # variable size
     (root / "train/b/zz_bad.png").write_bytes(b"\x89PNG\r\n\x1a\n corrupt")
-    res = _train_cli(tmp_path / "run", tmp_path / "cache", "data.name=folder", f"data.root={root}",
-                     "data.num_workers=2")
-    assert res.returncode == 2, res.stderr[-3000:]
-    errors = [ln for ln in res.stderr.splitlines() if "error" in ln.lower()]
-    assert len(errors) == 1 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    with deadline(120):
+        code, err = _train_cli(capsys, tmp_path / "run", tmp_path / "cache", "data.name=folder", f"data.root={root}",
+                               "data.num_workers=2")
+    assert code == 2, err[-3000:]
+    errors = [ln for ln in err.splitlines() if "error" in ln.lower()]
+    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
     assert f"cannot read image {root / 'train/b/zz_bad.png'}: " in errors[0]
