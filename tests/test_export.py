@@ -18,6 +18,7 @@ from torch import nn
 
 import jointaug
 from jointaug import export as E
+from jointaug.checkpoint import save_checkpoint
 from jointaug.cli import main as cli_main
 from jointaug.models import resnet18, resnet50
 
@@ -116,9 +117,8 @@ def _checkpoint(tmp_path, backbone: nn.Module, config_model: dict, name: str = "
     model["projector.0.weight"] = torch.randn(16, 8)
     for prefix in ("momentum_backbone.", "teacher.backbone."):
         model.update({prefix + k: (v + 1 if v.is_floating_point() else v) for k, v in backbone.state_dict().items()})
-    path = tmp_path / name
-    torch.save({"model": model, "config": {"model": config_model}, "epoch": 3}, path)
-    return path
+    # written by the trainer's own writer (atomic, with its content checksum)
+    return save_checkpoint(tmp_path / name, {"model": model, "config": {"model": config_model}, "epoch": 3})
 
 
 @pytest.fixture(scope="module")
