@@ -361,7 +361,10 @@ def main(args: Any) -> int:
     for w in caught:
         print(f"jointaug export: warning: {w.message}")
     print(f"wrote {out} ({args.format}, {layout.arch}{', CIFAR stem' if layout.cifar_stem else ''})")
-    print("load with: " + _HOW_TO_LOAD[args.format].format(arch=layout.arch, out=out, depth=layout.detectron2_depth))
+    how = _HOW_TO_LOAD[args.format].format(arch=layout.arch, out=out, depth=layout.detectron2_depth)
+    if args.format == "detectron2" and layout.block == "basic":  # R18/R34: detectron2's res2 width is 256 by default
+        how = how.replace(" MODEL.RESNETS.STRIDE_IN_1X1", " MODEL.RESNETS.RES2_OUT_CHANNELS 64 MODEL.RESNETS.STRIDE_IN_1X1")
+    print("load with: " + how)
     return 0
 
 
