@@ -363,7 +363,8 @@ def main(args: Any) -> int:
     print(f"wrote {out} ({args.format}, {layout.arch}{', CIFAR stem' if layout.cifar_stem else ''})")
     how = _HOW_TO_LOAD[args.format].format(arch=layout.arch, out=out, depth=layout.detectron2_depth)
     if args.format == "detectron2" and layout.block == "basic":  # R18/R34: detectron2's res2 width is 256 by default
-        how = how.replace(" MODEL.RESNETS.STRIDE_IN_1X1", " MODEL.RESNETS.RES2_OUT_CHANNELS 64 MODEL.RESNETS.STRIDE_IN_1X1")
+        how = how.replace(" MODEL.RESNETS.STRIDE_IN_1X1",
+                          " MODEL.RESNETS.RES2_OUT_CHANNELS 64 MODEL.RESNETS.STRIDE_IN_1X1")
     print("load with: " + how)
     return 0
 
