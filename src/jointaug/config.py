@@ -523,18 +523,21 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     c.choice("aug.mode", ("fast", "exact"))
     c.choice("aug.where", ("main", "workers"))
     _check_multicrop(c, cfg)
+    from jointaug.methods import METHODS as _M
+
+    params = {**method_hyperparameters(cfg.method.name), **OmegaConf.to_container(cfg.method.params)}
+    # the method's own checks first (its values may shape the policy: LooC's augmentations), then the views
+    for key, msg in _M[cfg.method.name].config_errors(params, batch_size=int(cfg.optim.batch_size), num_views=None):
+        c.fail(f"method.params.{key}", f"{msg} (got {params.get(key)!r})")
     try:
         policy = build_policy(cfg)
     except ValueError as exc:
         c.fail("aug", f"cannot build the view policy: {exc}")
     else:
-        from jointaug.methods import METHODS as _M
-
         why = _M[cfg.method.name].views_error(policy.num_views)
         if why:
             c.fail("aug.n_local" if cfg.aug.n_local else "aug.recipe",
                    f"gives {policy.num_views} views but method {cfg.method.name!r} {why}")
-        params = {**method_hyperparameters(cfg.method.name), **OmegaConf.to_container(cfg.method.params)}
         for key, msg in _M[cfg.method.name].config_errors(params, batch_size=int(cfg.optim.batch_size),
                                                            num_views=policy.num_views):
             c.fail(f"method.params.{key}", f"{msg} (got {params.get(key)!r})")
@@ -587,8 +590,17 @@ def build_policy(cfg: DictConfig):
     from jointaug.sampling import make_policy
 
     a = cfg.aug
+    extra: dict[str, Any] = {}
+    from jointaug.methods import METHODS, method_hyperparameters
+
+    if cfg.method.name in METHODS:  # views a method needs (LooC's leave-one-out keys); aug.* values win
+        params = {**method_hyperparameters(cfg.method.name), **OmegaConf.to_container(cfg.method.params)}
+        extra = METHODS[cfg.method.name].policy_options(params)
+        if float(a.rotate_p) != 0.0:
+            extra.pop("rotate_p", None)
+    rotate_p = extra.pop("rotate_p", float(a.rotate_p))
     return make_policy(
-        a.recipe, crop=a.crop, blur=a.blur, color=a.color, beta=float(a.beta),
+        a.recipe, **extra, crop=a.crop, blur=a.blur, color=a.color, beta=float(a.beta),
         blur_beta=None if a.blur_beta is None else float(a.blur_beta),
         color_beta=None if a.color_beta is None else float(a.color_beta),
         size=None if a.size is None else int(a.size),
@@ -600,5 +612,5 @@ def build_policy(cfg: DictConfig):
         local_scale=None if a.local_scale is None else tuple(float(x) for x in a.local_scale),
         joint_views=a.joint_pairs,
         crop_size=float(a.crop_size), alpha=float(a.alpha), gcc_range=tuple(float(x) for x in a.gcc_range),
-        pad=a.pad, rotate_p=float(a.rotate_p),
+        pad=a.pad, rotate_p=rotate_p,
     )

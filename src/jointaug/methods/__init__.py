@@ -62,6 +62,7 @@ def build_method(name: str, backbone: nn.Module, **hyperparams: Any) -> Method:
 # Register the built-in methods (import at the end: they use register_method).
 from jointaug.methods.byol import BYOL  # noqa: E402
 from jointaug.methods.dino import DINO  # noqa: E402
+from jointaug.methods.looc import LooC  # noqa: E402
 from jointaug.methods.moco import MoCo, MoCoV1  # noqa: E402
 from jointaug.methods.mocov3 import MoCoV3  # noqa: E402
 from jointaug.methods.simclr import SimCLR  # noqa: E402
@@ -73,7 +74,8 @@ register_method("mocov2")(MoCo)
 register_method("mocov3")(MoCoV3)
 register_method("byol")(BYOL)
 register_method("simsiam")(SimSiam)
+register_method("looc")(LooC)
 register_method("dino")(DINO)
 
-__all__ = ["BYOL", "DINO", "METHODS", "Method", "MoCo", "MoCoV1", "MoCoV3", "SimCLR", "SimSiam", "build_method",
+__all__ = ["BYOL", "DINO", "METHODS", "LooC", "Method", "MoCo", "MoCoV1", "MoCoV3", "SimCLR", "SimSiam", "build_method",
            "method_hyperparameters", "register_method"]

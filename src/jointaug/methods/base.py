@@ -71,11 +71,30 @@ class Method(nn.Module):
         return f"needs exactly {cls.num_views} views (got {n_views}; it does not take multi-crop local views)"
 
     @classmethod
-    def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int) -> list[tuple[str, str]]:
+    def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int | None
+                      ) -> list[tuple[str, str]]:
         """``(hyperparameter, message)`` for each value this method cannot use in a run with this global
-        batch size and number of views; checked by the config validation before anything starts.
-        ``params`` holds every hyperparameter (defaults filled in)."""
+        batch size and number of views; checked by the config validation before anything starts, once
+        before the view policy is built (``num_views=None``) and once after. ``params`` holds every
+        hyperparameter (defaults filled in)."""
         return []
+
+    @classmethod
+    def policy_options(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Extra :func:`~jointaug.sampling.make_policy` keywords this method's views need, from its
+        hyperparameters (LooC: its leave-one-out views); empty for most methods."""
+        return {}
+
+    def features(self, x: Tensor, kind: str = "backbone") -> Tensor:
+        """Frozen features for evaluation: ``"backbone"`` (every method); others per method (see
+        ``feature_kinds``)."""
+        if kind != "backbone":
+            raise ValueError(f"{type(self).__name__}: unknown feature kind {kind!r}; choose from "
+                             f"{', '.join(self.feature_kinds)}")
+        return self.backbone(x)
+
+    #: evaluation feature kinds :meth:`features` accepts
+    feature_kinds: ClassVar[tuple[str, ...]] = ("backbone",)
 
     def check_views(self, views: list[Tensor]) -> None:
         """Raise a clear error unless ``views`` is a list of view batches this method takes, one batch size."""

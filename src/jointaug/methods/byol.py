@@ -51,7 +51,8 @@ class BYOL(Method):
         return range_errors(params, {"momentum": (0, 1, "[]"), "momentum_final": (0, 1, "[]")})
 
     @classmethod
-    def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int) -> list[tuple[str, str]]:
+    def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int | None
+                      ) -> list[tuple[str, str]]:
         errors = cls._param_errors(params)
         if not errors and params["momentum_final"] < params["momentum"]:
             errors.append(("momentum_final", f"must be >= momentum={params['momentum']}"))

@@ -75,7 +75,8 @@ class MoCo(Method):
                                      "queue_size": (1, None, "[)"), "bn_splits": (1, None, "[)")})
 
     @classmethod
-    def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int) -> list[tuple[str, str]]:
+    def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int | None
+                      ) -> list[tuple[str, str]]:
         errors = cls._param_errors(params)
         if not errors and int(params["queue_size"]) % batch_size:
             errors.append(("queue_size", f"must be a multiple of the global batch size optim.batch_size={batch_size}"))

@@ -59,7 +59,8 @@ class MoCoV3(Method):
                                      "momentum_final": (0, 1, "[]")})
 
     @classmethod
-    def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int) -> list[tuple[str, str]]:
+    def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int | None
+                      ) -> list[tuple[str, str]]:
         errors = cls._param_errors(params)
         if not errors and params["momentum_final"] < params["momentum"]:
             errors.append(("momentum_final", f"must be >= momentum={params['momentum']}"))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from .couplings import Coupling, RatioLaw, Same
+from .couplings import GROUPS, Coupling, RatioLaw, Same
 from .policy import ViewPolicy, ViewSpec
 
 # per recipe: jitter (b, c, s, h), jitter p, gray p, blur p per view, solarize p per view, crop scale
@@ -120,6 +120,8 @@ def make_policy(
     gcc_range: tuple[float, float] = (0.25, 0.75),
     pad: str = "even",
     rotate_p: float = 0.0,
+    leave_one_out: Sequence[str] = (),
+    loo_share: str = "one",
 ) -> ViewPolicy:
     """Build the view policy of a framework recipe with the chosen joint augmentations.
 
@@ -134,6 +136,10 @@ def make_policy(
     area fraction ``crop_size`` (see :mod:`jointaug.sampling.policy`), not resized unless ``size``
     is given; mgcc / mcgcc views share one random mean per image (a ``crop_mean`` Same coupling).
     ``rotate_p``: probability of a quarter-turn rotation (90, 180 or 270 degrees) of every view.
+    ``leave_one_out`` (LooC): augmentation groups ``a_1..a_n`` (e.g. ``("color", "rotation")``); the policy
+    gets views ``[q, k_0, k_1..k_n]``: ``k_i`` (view ``1 + i``) copies ``k_0``'s spec and shares ``q``'s
+    parameters of ``a_i`` (``loo_share="one"``, a ``Same`` coupling) or of every ``a_j``, j != i
+    (``loo_share="all_but_one"``, the other reading); everything else is drawn independently.
     """
     key = RECIPE_ALIASES.get(recipe, recipe)
     if key not in RECIPES:
@@ -180,6 +186,25 @@ def make_policy(
         local = dataclasses.replace(base, size=lsize, scale=lscale, blur_p=lblur, solarize_p=0.0)
         views += [dataclasses.replace(local) for _ in range(n_loc)]
 
+    loo = [str(a) for a in leave_one_out]
+    loo_c: list[Coupling] = []
+    if loo:
+        if loo_share not in ("one", "all_but_one"):
+            raise ValueError(f"loo_share must be 'one' or 'all_but_one', got {loo_share!r}")
+        bad = [a for a in loo if a not in GROUPS or not GROUPS[a]]
+        if bad or len(set(loo)) != len(loo):
+            raise ValueError(f"leave_one_out: augmentation groups must be distinct names from "
+                             f"{', '.join(k for k, v in GROUPS.items() if v)}, got {loo}")
+        if n_loc:
+            raise ValueError(f"leave_one_out views and multi-crop local views (n_local={n_loc}) cannot be combined")
+        if "rotation" in loo and views[0].rotate_p == 0:
+            raise ValueError("leave_one_out includes 'rotation' but rotate_p=0: no view would be rotated "
+                             "(rotate_p=0.75 gives the four angles uniformly)")
+        for i, a in enumerate(loo):
+            views.append(dataclasses.replace(views[1]))
+            shared = [a] if loo_share == "one" else [b for b in loo if b != a]
+            loo_c += [Coupling(b, (0, 2 + i), Same()) for b in shared]
+
     if isinstance(joint_views, str):
         pairs = multicrop_pairs(joint_views, n_loc)
     else:
@@ -208,7 +233,7 @@ def make_policy(
             raise ValueError(f"color_params must name brightness/contrast/saturation, got {list(color_params)}")
         color_c = [Coupling(p, pair, RatioLaw(jc, bound)) for p in color_params for pair in pairs]
 
-    couplings, alternatives = list(color_c) + mean_c, []
+    couplings, alternatives = list(color_c) + mean_c + loo_c, []
     if crop_c and blur_c and combine == "coin":
         alternatives = [crop_c, blur_c]
     else:
@@ -221,6 +246,8 @@ def make_policy(
         name += f" {crop.upper()}(s={crop_size:g}" + (f", alpha={alpha:g}" if crop != "fixed" else "") + ")"
     if n_loc:
         name += f" multi-crop 2x{views[0].size[0]}+{n_loc}x{views[2].size[0]}px"
+    if loo:
+        name += f" LooC[{','.join(loo)}{'' if loo_share == 'one' else ', all but one'}]"
     return ViewPolicy(views=views, couplings=couplings, alternatives=alternatives, fallback=fallback, name=name)
 
 
