@@ -136,14 +136,14 @@ def test_last_layer_norm_is_fixed_and_rows_are_unit_vectors():
 
 def test_last_layer_frozen_during_the_first_epochs():
     m = _tiny(freeze_last_layer=1)
-    opt = build_optimizer(m, "adamw", 1e-2, weight_decay=0.1)
+    opt = build_optimizer(m, "sgd", 0.1, momentum=0.9, weight_decay=0.1)
     m.train()
-    spe = 3
+    spe = 2
     for step in range(1, 2 * spe + 1):
         v_before = m.head.last_layer.weight_v.clone()
         mlp_before = m.head.mlp[0].weight.clone()
         m.on_train_step_start(step, 2 * spe, spe)
-        m(_views(seed=step))["loss"].backward()
+        m(_views(n=4, n_local=2, seed=step))["loss"].backward()
         assert m.head.last_layer.weight_v.grad is not None  # the loss does reach it ...
         m.on_before_optimizer_step(step, 2 * spe, spe)
         frozen = step <= spe
