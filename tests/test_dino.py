@@ -314,7 +314,7 @@ def test_two_process_ddp_equals_one_process(tmp_path: Path) -> None:
         torch.set_num_threads(threads)
     a, b = _load(tmp_path / "ddp" / "checkpoints" / "last.pt"), _load(tmp_path / "one" / "checkpoints" / "last.pt")
     assert a["world_size"] == 2 and b["world_size"] == 1 and a["global_step"] == b["global_step"] == 10
-    # 10 steps of 8 per epoch: the last layer was frozen in epoch 1 and has moved in epoch 2 (2 steps)
+    # 8 steps per epoch: the 10 steps cross from the frozen-last-layer epoch into the next, warm-up temperatures
     assert a["model"].keys() == b["model"].keys()
     assert float(a["model"]["center"].abs().max()) > 0
     tol = 1e7 * torch.finfo(torch.float64).eps  # float64 runs: see tests/test_train_ddp.py
