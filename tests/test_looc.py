@@ -145,3 +145,30 @@ def test_recipe_and_config_errors():
     assert "method.params.augmentations" in _err("method.params.augmentations=[texture]")
     assert "method.params.queue_size" in _err("method.params.queue_size=1000")
     assert "method.params.share" in _err("method.params.share=some")
+
+
+def test_eval_cli_selects_looc_features(tmp_path, capsys):
+    import json
+
+    from jointaug.cli import main as cli_main
+    from jointaug.train.trainer import train
+
+    out = tmp_path / "looc"
+    cache = tmp_path / "cache"
+    train(load_config("looc/synthetic", [
+        "data.limit=256", "data.test_limit=100", f"data.cache_dir={cache}", "model.backbone_kwargs.width=4",
+        "method.params.proj_hidden_dim=16", "method.params.proj_out_dim=8", "method.params.queue_size=128",
+        "optim.batch_size=32", "optim.epochs=1", "train.max_steps=2", "train.knn_every=0", "eval.final=false",
+        "train.tensorboard=false", "train.progress=false", f"train.out_dir={out}"]))
+    ckpt = out / "checkpoints" / "last.pt"
+    dims = {}
+    for kind in ("backbone", "heads", "z_rotation"):
+        rc = cli_main(["eval", str(ckpt), "--features", kind, "--out", str(tmp_path / f"{kind}.json"),
+                       "--knn-k", "5"])
+        assert rc == 0
+        res = json.loads((tmp_path / f"{kind}.json").read_text())
+        assert res["features"] == kind and 0 <= res["knn"]["top1"] <= 100
+        dims[kind] = res["feature_dim"]
+    assert dims == {"backbone": 32, "heads": 3 * 16, "z_rotation": 8}  # convnet4 width 4: 32 features
+    with pytest.raises(ValueError, match="no feature kind 'z_texture'"):
+        cli_main(["eval", str(ckpt), "--features", "z_texture"])

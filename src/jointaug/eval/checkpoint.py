@@ -82,6 +82,46 @@ def backbone_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -
     return backbone.eval()
 
 
+class MethodFeatures(nn.Module):
+    """A trained method seen as a feature extractor: ``forward(x) = method.features(x, kind)`` (e.g. LooC's
+    ``heads`` = LooC++, or one of its ``z`` spaces), with ``feature_dim`` found by a probe."""
+
+    def __init__(self, method: nn.Module, kind: str, probe_size: int = 32) -> None:
+        super().__init__()
+        self.method, self.kind = method, kind
+        was = method.training
+        method.eval()
+        with torch.no_grad():
+            p = next(method.parameters())
+            self.feature_dim = int(self.forward(torch.zeros(2, 3, probe_size, probe_size, dtype=p.dtype)).shape[1])
+        method.train(was)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.method.features(x, self.kind)
+
+
+def features_from_checkpoint(ckpt: dict[str, Any], kind: str = "backbone", source: str = "checkpoint",
+                             probe_size: int = 32) -> nn.Module:
+    """The feature extractor ``kind`` of a checkpoint: the backbone, or a method's own features (the whole
+    method is rebuilt from the checkpoint's ``method.name`` / ``method.params`` and its full state loaded)."""
+    if kind == "backbone":
+        return backbone_from_checkpoint(ckpt, source)
+    from jointaug.methods import METHODS, build_method
+
+    name = config_get(ckpt["config"], "method.name", None)
+    if name not in METHODS:
+        raise ValueError(f"{source}: --features {kind!r} needs the method, but the config names {name!r}")
+    kinds = getattr(METHODS[name], "feature_kinds", ("backbone",))
+    params = dict(config_get(ckpt["config"], "method.params", {}) or {})
+    method = build_method(name, backbone_from_checkpoint(ckpt, source), **params)
+    kinds = getattr(method, "feature_kinds", kinds)
+    if kind not in kinds:
+        raise ValueError(f"{source}: method {name!r} has no feature kind {kind!r}; choose from {', '.join(kinds)}")
+    state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}
+    method.load_state_dict(state, strict=True)
+    return MethodFeatures(method.eval(), kind, probe_size)
+
+
 def load_backbone(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -90,4 +130,5 @@ def load_backbone(
     return backbone_from_checkpoint(ckpt, f"checkpoint {path}").to(map_location), ckpt["config"]
 
 
-__all__ = ["backbone_from_checkpoint", "backbone_state_dict", "config_get", "load_backbone", "load_checkpoint_dict"]
+__all__ = ["MethodFeatures", "backbone_from_checkpoint", "backbone_state_dict", "config_get",
+           "features_from_checkpoint", "load_backbone", "load_checkpoint_dict"]

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jointaug.eval.checkpoint import backbone_from_checkpoint, config_get, load_checkpoint_dict
+from jointaug.eval.checkpoint import config_get, features_from_checkpoint, load_checkpoint_dict
 from jointaug.eval.features import IMAGENET_MEAN, IMAGENET_STD, extract_features
 from jointaug.eval.knn import knn_accuracy
 from jointaug.eval.linear import linear_probe, linear_probe_augmented
@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--std", type=float, nargs=3, default=None, help="normalisation std (default: training's)")
     r = parser.add_argument_group("evaluation")
     r.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda when available)")
+    r.add_argument("--features", default="backbone",
+                   help="features to evaluate: backbone (default) or a method's own kind, e.g. LooC's heads "
+                        "(LooC++: the heads' hidden features concatenated), z0, z_rotation")
     r.add_argument("--batch-size", type=int, default=512, help="feature-extraction batch size")
     r.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (variable-size data)")
     r.add_argument("--no-knn", action="store_true", help="skip the kNN evaluation")
@@ -138,7 +141,9 @@ def main(args: argparse.Namespace) -> int:
     device = _resolve_device(args.device)
     ckpt = load_checkpoint_dict(args.checkpoint, map_location="cpu")
     config = ckpt["config"]
-    backbone = backbone_from_checkpoint(ckpt, f"checkpoint {args.checkpoint}").to(device)
+    kind = getattr(args, "features", "backbone") or "backbone"
+    backbone = features_from_checkpoint(ckpt, kind, f"checkpoint {args.checkpoint}",
+                                        probe_size=_view_size(config) or 32).to(device)
 
     def opt(value: Any, key: str, default: Any = None) -> Any:
         return value if value is not None else config_get(config, key, default)
@@ -162,7 +167,8 @@ def main(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {
         "checkpoint": str(args.checkpoint), "data": data_name, "train_split": train_split, "test_split": test_split,
         "device": str(device), "backbone": config_get(config, "model.backbone"),
-        "method": config_get(config, "method.name", None), "epoch": ckpt.get("epoch"), "eval_size": size,
+        "method": config_get(config, "method.name", None), "features": kind, "epoch": ckpt.get("epoch"),
+        "eval_size": size,
         "normalisation": {"mean": mean, "std": std, "source": norm_source},
     }
     print(f"jointaug eval: {args.checkpoint} ({results['method']}, {results['backbone']}, epoch {ckpt.get('epoch')}) "
