@@ -170,7 +170,8 @@ class Trainer:
             mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
         self.mean, self.std = mean, std
         self.policy = build_policy(cfg)
-        self.view_size = int(self.policy.out_hw[0][0])
+        hw0 = self.policy.out_hw[0]  # None: views keep their crop's size (GCC family): evaluate unresized
+        self.view_size = int(hw0[0]) if hw0 is not None else (int(fixed[0]) if fixed is not None else None)
         self.batch_views = BatchViews(self.policy, mode=cfg.aug.mode, mean=tuple(mean), std=tuple(std))
         common = dict(global_batch=int(cfg.optim.batch_size), rank=self.rank, world=self.world,
                       seed=int(cfg.train.seed), device=self.device)
