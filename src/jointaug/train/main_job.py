@@ -41,10 +41,22 @@ POLICY_KINDS: dict[str, tuple[str, list[str]]] = {
     "jcolor": ("J-Color({b})", ["aug.color=joint", "aug.beta={b}"]),
     "coin": ("J-Crop/J-Blur coin({b})", ["aug.crop=joint", "aug.blur=joint", "aug.combine=coin", "aug.beta={b}"]),
     "both": ("J-Crop+J-Blur({b})", ["aug.crop=joint", "aug.blur=joint", "aug.combine=both", "aug.beta={b}"]),
+    # label-preserving crops (fixed size aug.crop_size, no resize): the number is alpha (default 1)
+    "fixed": ("RandomCrop(fixed size)", ["aug.crop=fixed"]),
+    "gcc": ("GCC(alpha={b})", ["aug.crop=gcc", "aug.alpha={b}"]),
+    "cgcc": ("CGCC(alpha={b})", ["aug.crop=cgcc", "aug.alpha={b}"]),
+    "mgcc": ("MGCC(alpha={b})", ["aug.crop=mgcc", "aug.alpha={b}"]),
+    "mcgcc": ("MCGCC(alpha={b})", ["aug.crop=mcgcc", "aug.alpha={b}"]),
 }
+_NO_NUMBER = ("random", "fixed")
+_DEFAULT_NUMBER = {"gcc": 1.0, "cgcc": 1.0, "mgcc": 1.0, "mcgcc": 1.0}
 _RECIPES = {"synthetic": "simclr/synthetic", "cifar10": "simclr/cifar10", "cifar100": "simclr/cifar100",
             "stl10": "simclr/stl10", "tiny-imagenet": "simclr/tiny-imagenet", "imagenet": "simclr/imagenet",
             "imagenette": "simclr/imagenet", "folder": "simclr/cifar10"}
+
+
+def _kind_usage(kind: str) -> str:
+    return kind + ("" if kind in _NO_NUMBER else "(ALPHA)" if kind in _DEFAULT_NUMBER else "(BETA)")
 
 
 def parse_policies(text: str) -> list[tuple[str, str, list[str]]]:
@@ -61,21 +73,28 @@ def parse_policies(text: str) -> list[tuple[str, str, list[str]]]:
         m = re.fullmatch(r"([a-z-]+)(?:\(([^)]*)\))?", item.lower())
         if not m or m.group(1).replace("-", "") not in POLICY_KINDS:
             raise ValueError(f"--policies: unknown view policy {item!r}; choose from "
-                             f"{', '.join(k + ('' if k == 'random' else '(BETA)') for k in POLICY_KINDS)}")
+                             f"{', '.join(_kind_usage(k) for k in POLICY_KINDS)}")
         kind = m.group(1).replace("-", "")
-        beta = 0.0
+        beta = _DEFAULT_NUMBER.get(kind, 0.0)
         if m.group(2) is not None:
-            if kind == "random":
-                raise ValueError(f"--policies: {item!r}: random takes no beta")
+            if kind in _NO_NUMBER:
+                raise ValueError(f"--policies: {item!r}: {kind} takes no beta")
             try:
                 beta = float(m.group(2))
             except ValueError:
                 raise ValueError(f"--policies: {item!r}: beta must be a number, got {m.group(2)!r}") from None
             if not math.isfinite(beta):
                 raise ValueError(f"--policies: {item!r}: beta must be finite")
+            if kind in _DEFAULT_NUMBER and not beta > 0:
+                raise ValueError(f"--policies: {item!r}: alpha must be > 0")
         label_fmt, ovs = POLICY_KINDS[kind]
         label = label_fmt.format(b=f"{beta:g}")
-        folder = "random-crop" if kind == "random" else f"{kind}{'' if beta == 0 else f'{beta:g}'}"
+        if kind == "random":
+            folder = "random-crop"
+        elif kind in _NO_NUMBER or (kind in _DEFAULT_NUMBER and m.group(2) is None):
+            folder = kind
+        else:
+            folder = kind if beta == 0 and kind not in _DEFAULT_NUMBER else f"{kind}{beta:g}"
         folder = {"jcrop": "j-crop"}.get(folder, folder)
         out.append((label, folder.replace(".", "p"), [o.format(b=beta) for o in ovs]))
     if not out:
@@ -106,7 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the recipe is configs/<method>/<data>.yaml")
     parser.add_argument("--policies", default=DEFAULT_POLICIES,
                         help="comma-separated view policies to compare (default: random,jcrop(0)); kinds: random, "
-                             "jcrop(B), jblur(B), jcolor(B), coin(B) (J-Crop or J-Blur per image), both(B)")
+                             "jcrop(B), jblur(B), jcolor(B), coin(B) (J-Crop or J-Blur per image), both(B); with "
+                             "fixed-size crops (aug.crop_size): fixed, gcc(ALPHA), cgcc(ALPHA), mgcc(ALPHA), "
+                             "mcgcc(ALPHA)")
     parser.add_argument("--config",
                         help="recipe to start from (default: <method>/<data>; folder uses <method>/cifar10)")
     parser.add_argument("--epochs", type=int, help="training epochs per policy (default: the recipe's)")
