@@ -230,7 +230,7 @@ class DINO(Method):
             entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum(dim=-1).mean()
             mean_p = probs.mean(dim=0)
             marginal = -(mean_p * torch.log(mean_p.clamp_min(1e-30))).sum()
-        dim_log = math.log(self.center.shape[1])
+        dim_log = math.log(self.center.shape[1]) if self.center.shape[1] > 1 else 1.0  # out_dim 1: entropy 0
         return {
             "loss": loss,
             "out_std": output_std(torch.cat(student[: self.num_views], dim=0)),
