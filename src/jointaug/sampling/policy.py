@@ -32,6 +32,14 @@ visible window) keeps the pixels the unmoved box saw; ``pad="side"`` keeps the b
 side it crosses. The drawn means and centres are in ``extra["crop_mean"]`` / ``extra["crop_centre"]``
 ([N, V, 2], (x, y) in source pixels).
 
+Region-centred crops (ContrastiveCrop, :mod:`jointaug.sampling.regions`): a resized view with
+``centre="region_beta"`` keeps the area and aspect draws above (RandomResizedCrop's, or J-Crop's when
+its area is coupled: identical to the ``"uniform"`` twin's for one seed) and places its crop with a
+Beta(``region_alpha``, ``region_alpha``) centre per axis inside the image's region, passed as
+``sample(..., regions=Tensor[N, 4])`` (relative (x0, y0, x1, y1); None: the whole image); fallback
+crops keep their place. ``extra["region"]`` ([N, V, 4]) and ``extra["region_centre"]`` ([N, V, 2],
+(x, y) source px, the drawn centre; the box's centre for other views and fallbacks) record it.
+
 Rotation: ``rotate_p`` is the probability of a non-zero rotation; a rotated view turns by 90, 180
 or 270 degrees (uniform), so ``rotate_p=0.75`` gives the four angles with equal probability.
 Square views only (refused at construction; for ``size=None`` views at sampling).
@@ -43,6 +51,7 @@ the same colours, blurs and flips for the same seed: comparisons are paired.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -51,6 +60,7 @@ from torch import Tensor
 
 from .couplings import GROUPS, Coupling, Independent, Same
 from .params import ViewParams, whole_image_clip
+from .regions import CENTRE_LAWS, check_alpha, check_regions, region_starts, sample_beta, whole_regions
 
 MAX_ATTEMPTS = 10
 #: appended families keep the earlier families' seeds (torch's prefix-stable randint)
@@ -115,10 +125,18 @@ class ViewSpec:
     gcc_range: tuple[float, float] = (0.25, 0.75)  # mgcc / mcgcc: mean ~ U(a * side, b * side)
     pad: str = "even"  # gcc / mgcc boxes leaving the image: "even" (authors) or "side" zero padding
     rotate_p: float = 0.0  # probability of a rotation by 90, 180 or 270 degrees (uniform)
+    centre: str = "uniform"  # resized crops: "uniform" position, or "region_beta" (ContrastiveCrop)
+    region_alpha: float = 0.6  # region_beta: Beta(alpha, alpha) centre per axis inside the image's region
 
     def __post_init__(self) -> None:
         if self.crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
+        if self.centre not in CENTRE_LAWS:
+            raise ValueError(f"centre must be one of {CENTRE_LAWS}, got {self.centre!r}")
+        if self.centre == "region_beta" and self.crop != "resized":
+            raise ValueError(f"centre='region_beta' (ContrastiveCrop) places resized crops; crop={self.crop!r} "
+                             "has its own centre law")
+        self.region_alpha = check_alpha(self.region_alpha)
         if self.size is None:
             if self.crop == "resized":
                 raise ValueError("size=None (the crop's own size) needs a fixed-size crop mode "
@@ -253,6 +271,17 @@ class ViewPolicy:
             out.append((int(h), int(w)))
         return out
 
+    @property
+    def uses_regions(self) -> bool:
+        """True when some view draws its crop centre inside the images' regions (ContrastiveCrop)."""
+        return any(s.centre == "region_beta" for s in self.views)
+
+    def with_centre(self, centre: str) -> ViewPolicy:
+        """This policy with every resized view's centre law set to ``centre`` (e.g. the ``"uniform"``
+        twin a ContrastiveCrop run uses during its warm-up epochs)."""
+        views = [dataclasses.replace(s, centre=centre) if s.crop == "resized" else s for s in self.views]
+        return dataclasses.replace(self, views=views)
+
     def all_couplings(self) -> list[Coupling]:
         return list(self.couplings) + [c for alt in self.alternatives for c in alt]
 
@@ -267,8 +296,12 @@ class ViewPolicy:
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, image_hw: Tensor | tuple[int, int] | list, generator: torch.Generator | None = None) -> ViewParams:
-        """Draw ViewParams for images of sizes ``image_hw`` ([N, 2] of (H, W), or one (H, W))."""
+    def sample(self, image_hw: Tensor | tuple[int, int] | list, generator: torch.Generator | None = None,
+               regions: Tensor | None = None) -> ViewParams:
+        """Draw ViewParams for images of sizes ``image_hw`` ([N, 2] of (H, W), or one (H, W)).
+
+        ``regions``: [N, 4] relative (x0, y0, x1, y1) per image, where ``centre="region_beta"`` views
+        draw their crop centres (None: the whole image); only for policies with such views."""
         hw = _integer_hw(image_hw)
         if hw.dim() == 1:
             hw = hw[None]
@@ -277,6 +310,10 @@ class ViewPolicy:
         if hw.numel() and int(hw.min()) < 1:
             bad = int((hw.min(dim=1).values < 1).nonzero()[0])
             raise ValueError(f"image {bad} has size {tuple(hw[bad].tolist())}: images need at least one pixel")
+        if regions is not None and not self.uses_regions:
+            raise ValueError("regions were given but no view of this policy has centre='region_beta'")
+        if self.uses_regions:
+            regions = whole_regions(hw.shape[0]).double() if regions is None else check_regions(regions, hw.shape[0])
         if generator is None:
             generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
         seeds = torch.randint(0, 2**62, (len(_FAMILIES),), generator=generator).tolist()
@@ -298,7 +335,7 @@ class ViewPolicy:
                 m = torch.ones(n, dtype=torch.bool) if mask is None else mask
                 for k in c.views:
                     coupled_area[:, k] |= m
-        box, fallback = self._boxes(hw, scalars["scale"], coupled_area, gens["crop"])
+        box, fallback, rcentre = self._boxes(hw, scalars["scale"], coupled_area, gens["crop"], regions)
         clip = whole_image_clip(hw, v)
         fixed = [k for k, s in enumerate(self.views) if s.crop != "resized"]
         if fixed:
@@ -326,6 +363,9 @@ class ViewPolicy:
         )
         if self.alternatives:
             params.extra["alternative"] = alt
+        if regions is not None:
+            params.extra["region"] = regions.float()[:, None, :].expand(n, v, 4).clone()
+            params.extra["region_centre"] = rcentre.float()
         if fixed:
             params.extra["crop_centre"], params.extra["crop_mean"] = centre.float(), mean.float()
         for c, mask in active:  # whole-group copies (LooC's "same augmentation i")
@@ -361,8 +401,12 @@ class ViewPolicy:
             out[:, j] = torch.where(m, xj, out[:, j])
         return out
 
-    def _boxes(self, hw: Tensor, area_frac: Tensor, coupled: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Crop boxes [N, V, 4] (x0, y0, w, h) and fallback flags, vectorised over attempts."""
+    def _boxes(self, hw: Tensor, area_frac: Tensor, coupled: Tensor, g: torch.Generator,
+               regions: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Crop boxes [N, V, 4] (x0, y0, w, h), fallback flags and centres [N, V, 2], vectorised over attempts.
+
+        Region views (``centre="region_beta"``) take their Beta draws after every other crop draw, so
+        their areas and aspects are those of the uniform twin policy for the same generator."""
         n, v = area_frac.shape
         H = hw[:, 0, None, None].double()
         W = hw[:, 1, None, None].double()
@@ -406,8 +450,22 @@ class ViewPolicy:
         y0 = torch.floor(uy * (Hf - h + 1)).clamp(max=Hf - h)
         x0 = torch.where(found, x0, torch.where(centre, torch.floor((Wf - w) / 2), 0.0))
         y0 = torch.where(found, y0, torch.where(centre, torch.floor((Hf - h) / 2), 0.0))
+        cx, cy = x0 + w / 2, y0 + h / 2
+        region_views = [k for k, s in enumerate(self.views) if s.centre == "region_beta"]
+        if region_views:
+            r = regions[:, None, :]  # [N, 1, 4]
+            u = torch.stack([sample_beta((n, 2), self.views[k].region_alpha, g) for k in region_views], dim=1)
+            rv = torch.zeros(v, dtype=torch.bool)
+            rv[region_views] = True
+            use = found & rv[None]
+            bx0, bcx = region_starts(Wf[:, region_views], w[:, region_views], r[..., 0], r[..., 2], u[..., 0])
+            by0, bcy = region_starts(Hf[:, region_views], h[:, region_views], r[..., 1], r[..., 3], u[..., 1])
+            for src, dst in ((bx0, x0), (by0, y0), (bcx, cx), (bcy, cy)):
+                full = dst.clone()
+                full[:, region_views] = src
+                dst.copy_(torch.where(use, full, dst))
         box = torch.stack([x0, y0, w, h], dim=-1).float()
-        return box, ~found
+        return box, ~found, torch.stack([cx, cy], dim=-1)
 
     def _fixed_boxes(self, hw: Tensor, active: list, g: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Boxes of the fixed-size crop modes for every view (used where ``crop != "resized"``).

@@ -122,6 +122,8 @@ def make_policy(
     rotate_p: float = 0.0,
     leave_one_out: Sequence[str] = (),
     loo_share: str = "one",
+    centre: str = "uniform",
+    region_alpha: float = 0.6,
 ) -> ViewPolicy:
     """Build the view policy of a framework recipe with the chosen joint augmentations.
 
@@ -140,6 +142,9 @@ def make_policy(
     gets views ``[q, k_0, k_1..k_n]``: ``k_i`` (view ``1 + i``) copies ``k_0``'s spec and shares ``q``'s
     parameters of ``a_i`` (``loo_share="one"``, a ``Same`` coupling) or of every ``a_j``, j != i
     (``loo_share="all_but_one"``, the other reading); everything else is drawn independently.
+    ``centre="region_beta"`` (ContrastiveCrop, crop=random|joint): every view's crop centre is drawn with a
+    Beta(``region_alpha``, ``region_alpha``) law per axis inside the image's region, given to
+    ``policy.sample(..., regions=...)`` (see :mod:`jointaug.sampling.regions`).
     """
     key = RECIPE_ALIASES.get(recipe, recipe)
     if key not in RECIPES:
@@ -164,6 +169,11 @@ def make_policy(
     base = ViewSpec(size=size if size is not None else r["size"],
                     scale=tuple(scale) if scale is not None else r["scale"], jitter=r["jitter"],
                     jitter_p=r["jitter_p"], gray_p=r["gray_p"], rotate_p=rotate_p if size is not None else 0.0)
+    if centre != "uniform":
+        if fixed:
+            raise ValueError(f"centre={centre!r} (ContrastiveCrop) places resized crops: needs crop=random|joint, "
+                             f"not crop={crop!r}")
+        base = dataclasses.replace(base, centre=centre, region_alpha=region_alpha)
     if fixed:
         base = dataclasses.replace(base, size=size, crop=crop, crop_size=crop_size, alpha=alpha,
                                    gcc_range=tuple(gcc_range), pad=pad, rotate_p=rotate_p)
@@ -246,6 +256,8 @@ def make_policy(
         name += f" {crop.upper()}(s={crop_size:g}" + (f", alpha={alpha:g}" if crop != "fixed" else "") + ")"
     if n_loc:
         name += f" multi-crop 2x{views[0].size[0]}+{n_loc}x{views[2].size[0]}px"
+    if centre == "region_beta":
+        name += f" CCrop(alpha={region_alpha:g})"
     if loo:
         name += f" LooC[{','.join(loo)}{'' if loo_share == 'one' else ', all but one'}]"
     return ViewPolicy(views=views, couplings=couplings, alternatives=alternatives, fallback=fallback, name=name)
