@@ -168,6 +168,25 @@ class Method(nn.Module):
         return out
 
 
+class MomentumMethod(Method):
+    """A method with momentum (EMA) copies: ``momentum_pairs()`` names (copy, online) module pairs and
+    ``self.momentum`` is a :class:`~jointaug.methods.momentum.MomentumSchedule`; after each optimiser
+    step every copy moves by the EMA rule (subclasses add their own updates, e.g. queues)."""
+
+    momentum: Any
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def on_train_step_end(self, step: int, total_steps: int) -> None:
+        from jointaug.methods.momentum import ema_update
+
+        m = self.momentum(step, total_steps)
+        for target, online in self.momentum_pairs():
+            ema_update(target, online, m)
+
+
 def range_errors(params: dict[str, Any], ranges: dict[str, tuple[float | None, float | None, str]]
                  ) -> list[tuple[str, str]]:
     """Check numeric hyperparameters: ``ranges[name] = (lo, hi, kind)`` with kind ``"()"``, ``"[)"``,
@@ -203,4 +222,4 @@ def output_std(z: Tensor) -> Tensor:
     return z.std(dim=0).mean() if z.shape[0] > 1 else z.new_zeros(())
 
 
-__all__ = ["Method", "output_std", "raise_errors", "range_errors"]
+__all__ = ["Method", "MomentumMethod", "output_std", "raise_errors", "range_errors"]

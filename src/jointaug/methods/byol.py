@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jointaug.methods.base import Method, output_std, raise_errors, range_errors
+from jointaug.methods.base import MomentumMethod, output_std, raise_errors
 from jointaug.methods.losses import normalized_mse
-from jointaug.methods.momentum import MomentumSchedule, ema_update, momentum_copy
+from jointaug.methods.momentum import MomentumSchedule, momentum_copy, momentum_errors
 from jointaug.models.heads import ProjectionHead
 
 
-class BYOL(Method):
+class BYOL(MomentumMethod):
     """``BYOL(backbone, proj_hidden_dim=4096, proj_out_dim=256, pred_hidden_dim=4096, momentum=0.996,
     momentum_final=1.0)``; takes 2 global views plus optional local views."""
 
@@ -48,15 +48,12 @@ class BYOL(Method):
 
     @staticmethod
     def _param_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
-        return range_errors(params, {"momentum": (0, 1, "[]"), "momentum_final": (0, 1, "[]")})
+        return momentum_errors(params)
 
     @classmethod
     def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int | None
                       ) -> list[tuple[str, str]]:
-        errors = cls._param_errors(params)
-        if not errors and params["momentum_final"] < params["momentum"]:
-            errors.append(("momentum_final", f"must be >= momentum={params['momentum']}"))
-        return errors
+        return cls._param_errors(params)
 
     def forward(self, views: list[Tensor]) -> dict[str, Tensor]:
         self.check_views(views)
@@ -70,11 +67,8 @@ class BYOL(Method):
             pos = nn.functional.cosine_similarity(p[0].float(), z_t[1].float(), dim=1).mean()
         return {"loss": loss, "pos_sim": pos, "out_std": output_std(p[0])}
 
-    @torch.no_grad()
-    def on_train_step_end(self, step: int, total_steps: int) -> None:
-        m = self.momentum(step, total_steps)
-        ema_update(self.momentum_backbone, self.backbone, m)
-        ema_update(self.momentum_projector, self.projector, m)
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.momentum_backbone, self.backbone), (self.momentum_projector, self.projector)]
 
 
 __all__ = ["BYOL"]

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jointaug.methods.base import Method, output_std, raise_errors, range_errors
+from jointaug.methods.base import MomentumMethod, output_std, raise_errors, range_errors
 from jointaug.methods.losses import ContrastiveOutput
-from jointaug.methods.momentum import KeyQueue, MomentumSchedule, ema_update, momentum_copy
+from jointaug.methods.momentum import KeyQueue, MomentumSchedule, momentum_copy, momentum_errors
 from jointaug.models.heads import ProjectionHead
 
 
@@ -59,7 +59,7 @@ def looc_space_loss(q: Tensor, keys: list[Tensor], positive: int | None, queue: 
     return ContrastiveOutput(loss=F.cross_entropy(logits, targets), logits=logits, targets=targets)
 
 
-class LooC(Method):
+class LooC(MomentumMethod):
     """``LooC(backbone, augmentations=("color", "rotation"), share="one", proj_hidden_dim=2048,
     proj_out_dim=128, temperature=0.2, momentum=0.999, queue_size=65536)``: views ``[q, k_0, k_1..k_n]``."""
 
@@ -100,8 +100,8 @@ class LooC(Method):
     def _param_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
         from jointaug.sampling.couplings import GROUPS
 
-        errors = range_errors(params, {"temperature": (0, None, "()"), "momentum": (0, 1, "[]"),
-                                       "queue_size": (1, None, "[)")})
+        errors = range_errors(params, {"temperature": (0, None, "()"), "queue_size": (1, None, "[)")})
+        errors += momentum_errors(params)
         augs = params.get("augmentations")
         if isinstance(augs, str) or not isinstance(augs, Sequence) or not augs:
             errors.append(("augmentations", "must be a non-empty list of augmentation groups, e.g. [color, rotation]"))
@@ -173,11 +173,12 @@ class LooC(Method):
         out.update(loss=total, out_std=output_std(qs[0]))
         return out
 
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.momentum_backbone, self.backbone), (self.momentum_heads, self.heads)]
+
     @torch.no_grad()
     def on_train_step_end(self, step: int, total_steps: int) -> None:
-        m = self.momentum(step, total_steps)
-        ema_update(self.momentum_backbone, self.backbone, m)
-        ema_update(self.momentum_heads, self.heads, m)
+        super().on_train_step_end(step, total_steps)
         for queue, keys in zip(self.queues, self._pending):
             queue.push(keys)
         self._pending = []

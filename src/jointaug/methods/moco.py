@@ -28,9 +28,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from jointaug import distributed as jdist
-from jointaug.methods.base import Method, output_std, raise_errors, range_errors
+from jointaug.methods.base import MomentumMethod, output_std, raise_errors, range_errors
 from jointaug.methods.losses import info_nce_queue
-from jointaug.methods.momentum import KeyQueue, MomentumSchedule, ema_update, momentum_copy
+from jointaug.methods.momentum import KeyQueue, MomentumSchedule, momentum_copy, momentum_errors
 from jointaug.models.heads import ProjectionHead
 
 
@@ -38,7 +38,7 @@ def _has_sync_bn(module: nn.Module) -> bool:
     return any(isinstance(m, (nn.SyncBatchNorm, jdist.AllReduceBatchNorm)) for m in module.modules())
 
 
-class MoCo(Method):
+class MoCo(MomentumMethod):
     """MoCo v2 defaults; :class:`MoCoV1` changes the head and temperature (see the module docstring)."""
 
     num_views = 2
@@ -71,8 +71,8 @@ class MoCo(Method):
 
     @staticmethod
     def _param_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
-        return range_errors(params, {"temperature": (0, None, "()"), "momentum": (0, 1, "[]"),
-                                     "queue_size": (1, None, "[)"), "bn_splits": (1, None, "[)")})
+        return range_errors(params, {"temperature": (0, None, "()"), "queue_size": (1, None, "[)"),
+                                     "bn_splits": (1, None, "[)")}) + momentum_errors(params)
 
     @classmethod
     def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int | None
@@ -132,11 +132,12 @@ class MoCo(Method):
         return {"loss": loss, "acc": out.top1(), "out_std": output_std(q1),
                 "pos_sim": nn.functional.cosine_similarity(q1.detach().float(), k2.float(), dim=1).mean()}
 
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.momentum_backbone, self.backbone), (self.momentum_projector, self.projector)]
+
     @torch.no_grad()
     def on_train_step_end(self, step: int, total_steps: int) -> None:
-        m = self.momentum(step, total_steps)
-        ema_update(self.momentum_backbone, self.backbone, m)
-        ema_update(self.momentum_projector, self.projector, m)
+        super().on_train_step_end(step, total_steps)
         for keys in self._pending:
             self.queue.push(keys)
         self._pending = []

@@ -18,13 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jointaug.methods.base import Method, output_std, raise_errors, range_errors
+from jointaug.methods.base import MomentumMethod, output_std, raise_errors, range_errors
 from jointaug.methods.losses import moco_v3_contrastive
-from jointaug.methods.momentum import MomentumSchedule, ema_update, momentum_copy
+from jointaug.methods.momentum import MomentumSchedule, momentum_copy, momentum_errors
 from jointaug.models.heads import ProjectionHead
 
 
-class MoCoV3(Method):
+class MoCoV3(MomentumMethod):
     """``MoCoV3(backbone, proj_hidden_dim=4096, proj_out_dim=256, proj_layers=2, pred_hidden_dim=4096,
     temperature=1.0, momentum=0.99, momentum_final=1.0)``."""
 
@@ -55,16 +55,12 @@ class MoCoV3(Method):
 
     @staticmethod
     def _param_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
-        return range_errors(params, {"temperature": (0, None, "()"), "momentum": (0, 1, "[]"),
-                                     "momentum_final": (0, 1, "[]")})
+        return range_errors(params, {"temperature": (0, None, "()")}) + momentum_errors(params)
 
     @classmethod
     def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int | None
                       ) -> list[tuple[str, str]]:
-        errors = cls._param_errors(params)
-        if not errors and params["momentum_final"] < params["momentum"]:
-            errors.append(("momentum_final", f"must be >= momentum={params['momentum']}"))
-        return errors
+        return cls._param_errors(params)
 
     def forward(self, views: list[Tensor]) -> dict[str, Tensor]:
         self.check_views(views)
@@ -81,11 +77,8 @@ class MoCoV3(Method):
         return {"loss": a.loss + b.loss, "acc": 0.5 * (a.top1() + b.top1()), "pos_sim": pos,
                 "out_std": output_std(q1)}
 
-    @torch.no_grad()
-    def on_train_step_end(self, step: int, total_steps: int) -> None:
-        m = self.momentum(step, total_steps)
-        ema_update(self.momentum_backbone, self.backbone, m)
-        ema_update(self.momentum_projector, self.projector, m)
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.momentum_backbone, self.backbone), (self.momentum_projector, self.projector)]
 
 
 __all__ = ["MoCoV3"]

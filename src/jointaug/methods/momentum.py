@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from jointaug import distributed as jdist
 
-__all__ = ["KeyQueue", "MomentumSchedule", "ema_update", "momentum_copy"]
+__all__ = ["KeyQueue", "MomentumSchedule", "ema_update", "momentum_copy", "momentum_errors"]
 
 
 def momentum_copy(module: nn.Module) -> nn.Module:
@@ -38,6 +38,17 @@ def ema_update(target: nn.Module, online: nn.Module, m: float) -> None:
         raise ValueError(f"ema_update: target has {len(tp)} parameters, online {len(op)}")
     for t, o in zip(tp, op):
         t.mul_(m).add_(o.detach(), alpha=1.0 - m)
+
+
+def momentum_errors(params: dict, keys: tuple[str, ...] = ("momentum", "momentum_final")) -> list[tuple[str, str]]:
+    """Config errors of a momentum schedule's hyperparameters: each in [0, 1], and final >= base."""
+    from jointaug.methods.base import range_errors
+
+    present = tuple(k for k in keys if k in params)
+    errors = range_errors(params, {k: (0, 1, "[]") for k in present})
+    if not errors and len(present) == 2 and params[present[1]] < params[present[0]]:
+        errors.append((present[1], f"must be >= {present[0]}={params[present[0]]}"))
+    return errors
 
 
 class MomentumSchedule:
