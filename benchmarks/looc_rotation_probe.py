@@ -8,6 +8,8 @@ test images turned by 0/90/180/270 degrees, a linear probe on frozen features pr
 MoCo's backbone and its projection. Writes ``benchmarks/results/looc_rotation.{json,md}``::
 
     python benchmarks/looc_rotation_probe.py --epochs 25
+    python benchmarks/looc_rotation_probe.py --cifar ../shared/datasets/cifar10-jpg.tar.gz \
+        --out benchmarks/results/looc_rotation_cifar      # a 5,000-image CIFAR-10 subset instead
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main() -> None:
     p.add_argument("--probe-images", type=int, default=1000, help="test images (x4 turns), half train / half test")
     p.add_argument("--out", default=str(RESULTS / "looc_rotation"))
     p.add_argument("--run-dir", default=None, help="keep the two training runs here (default: a temp folder)")
+    p.add_argument("--cifar", default=None, help="CIFAR-10 JPEG archive: train on a 5,000-image subset of it")
     args = p.parse_args()
     t0 = time.perf_counter()
     load0 = list(os.getloadavg())
@@ -64,6 +67,8 @@ def main() -> None:
         runs = Path(args.run_dir or tmp)
         common = [f"optim.epochs={args.epochs}", "train.knn_every=0", "eval.linear=false", "train.progress=false",
                   "train.tensorboard=false"]
+        if args.cifar:
+            common += ["data.name=folder", f"data.root={args.cifar}", "data.limit=5000", "data.test_limit=2000"]
         cfgs = {"looc": load_config("looc/synthetic", [*common, f"train.out_dir={runs / 'looc'}"]),
                 "mocov2": load_config("mocov2/synthetic", [*common, "aug.rotate_p=0.75",
                                                            f"train.out_dir={runs / 'mocov2'}"])}
@@ -100,7 +105,8 @@ def main() -> None:
             print(f"{name:22s} dim {feats.shape[1]:4d}  rotation probe top-1 {res['top1']:.2f}%", flush=True)
     result = {
         "command": "python benchmarks/looc_rotation_probe.py " + " ".join(os.sys.argv[1:]),
-        "epochs": args.epochs, "probe_images": int(images.shape[0]), "probe_train": n, "rows": rows,
+        "data": "cifar10-subset" if args.cifar else "synthetic", "epochs": args.epochs,
+        "probe_images": int(images.shape[0]), "probe_train": n, "rows": rows,
         "knn_top1": {k: v.get("knn_top1") for k, v in summaries.items()},
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
                     "load_average_at_start": load0},
@@ -110,7 +116,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# LooC vs MoCo v2: how much rotation is left in the features", "",
-             f"Command: `{result['command']}`; synthetic set, ConvNet-4 (width 16), {args.epochs} epochs each, "
+             f"Command: `{result['command']}`; {'CIFAR-10 subset (5,000 images)' if args.cifar else 'synthetic set'}, "
+             f"ConvNet-4 (width 16), {args.epochs} epochs each, "
              f"same seed; both trained with rotations (p = 0.75 per view). Probe: linear, 4 classes (chance 25%), "
              f"{n} test images x 4 turns to train it, {images.shape[0] - n} x 4 to test. "
              f"Load average at start {load0[0]:.1f}.", "",

@@ -303,7 +303,7 @@ def _load(path: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mocov2", "mocov3"])
+@pytest.mark.parametrize("name", ["mocov2", "mocov3", "byol"])
 def test_two_process_ddp_equals_one_process(tmp_path: Path, name: str) -> None:
     """Queue contents, gathered keys and synchronised BN: 2 gloo ranks == 1 process on the global batch."""
     from jointaug.train.trainer import train
