@@ -54,13 +54,17 @@ class BatchViews:
         return views, params
 
     def from_list(
-        self, images: list[Tensor], generator: torch.Generator | None = None
+        self, images: list[Tensor], generator: torch.Generator | None = None, *, policy: ViewPolicy | None = None,
+        regions: Tensor | None = None,
     ) -> tuple[list[Tensor], ViewParams]:
-        """Images of different sizes ([C, H_i, W_i] each): per-image crop stage, batched photometric stage."""
+        """Images of different sizes ([C, H_i, W_i] each): per-image crop stage, batched photometric stage.
+
+        ``policy``: draw with this policy instead of ``self.policy`` (ContrastiveCrop's warm-up twin);
+        ``regions``: [N, 4] per-image regions for region-centred crops (``ViewPolicy.sample``)."""
         from .render.batched import render_views_list
 
         hw = torch.tensor([[int(im.shape[-2]), int(im.shape[-1])] for im in images], dtype=torch.int64)
-        params = self.policy.sample(hw, generator)
+        params = (policy or self.policy).sample(hw, generator, regions=regions)
         device = images[0].device if images else torch.device("cpu")
         views = render_views_list(images, params.to(device), **self._render_kwargs())
         return views, params

@@ -145,6 +145,12 @@ class AugConfig:
     gcc_range: list[float] = field(default_factory=lambda: [0.25, 0.75])  # mgcc / mcgcc: mean ~ U(a, b) * side
     pad: str = "even"  # gcc / mgcc boxes leaving the image: even (the authors') | side zero padding
     rotate_p: float = 0.0  # probability of a 90 / 180 / 270 degree rotation of every view (square views)
+    # ContrastiveCrop (Peng et al. 2022): crop centres ~ Beta(alpha, alpha) per axis inside per-image heat-map boxes
+    ccrop: bool = False  # on: with aug.crop=random (RandomResizedCrop areas) or aug.crop=joint (J-Crop areas)
+    ccrop_warmup_epochs: int = 20  # epochs of ordinary crops before the first boxes (the authors' ImageNet: 20)
+    ccrop_every: int = 20  # epochs between box refreshes (the authors' ImageNet: 20)
+    ccrop_threshold: float = 0.1  # box = pixels of the [0, 1] heat map above this
+    ccrop_alpha: float = 0.6  # Beta(alpha, alpha) centre law; < 1 pushes centres to the box's edges
 
 
 @dataclass
@@ -446,6 +452,25 @@ def _check_multicrop(c: _Checker, cfg: DictConfig) -> int:
     return n_loc
 
 
+def _check_ccrop(c: _Checker, cfg: DictConfig) -> None:
+    """Check the ContrastiveCrop keys (aug.ccrop*); the backbone must have a spatial feature map."""
+    c.number("aug.ccrop_warmup_epochs", lo=0)
+    c.number("aug.ccrop_every", lo=1)
+    c.number("aug.ccrop_threshold", lo=0, hi=1, hi_open=True)
+    c.number("aug.ccrop_alpha", lo=0, lo_open=True)
+    if not cfg.aug.ccrop:
+        return
+    if cfg.aug.crop not in ("random", "joint"):
+        c.fail("aug.crop", "aug.ccrop=true (ContrastiveCrop) places resized crops: needs aug.crop=random or joint")
+    if int(cfg.aug.ccrop_warmup_epochs) >= int(cfg.optim.epochs):
+        c.fail("aug.ccrop_warmup_epochs", f"aug.ccrop=true but the warm-up lasts the whole run "
+                                          f"(optim.epochs={cfg.optim.epochs}): no crop would use the boxes")
+    prefix = str(cfg.model.backbone).partition(":")[0]
+    if prefix in ("timm", "torchvision"):
+        c.fail("model.backbone", "aug.ccrop=true needs a backbone with a spatial feature map (forward_maps) for "
+                                 "its heat maps; timm/torchvision wrappers have none (use resnet18/34/50, convnet4)")
+
+
 def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     """Check every value of ``cfg`` (types are enforced by the schema; this checks meanings)."""
     c = _Checker(cfg, sources or {})
@@ -523,6 +548,7 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     c.choice("aug.mode", ("fast", "exact"))
     c.choice("aug.where", ("main", "workers"))
     _check_multicrop(c, cfg)
+    _check_ccrop(c, cfg)
     from jointaug.methods import METHODS as _M
 
     params = {**method_hyperparameters(cfg.method.name), **OmegaConf.to_container(cfg.method.params)}
@@ -613,4 +639,5 @@ def build_policy(cfg: DictConfig):
         joint_views=a.joint_pairs,
         crop_size=float(a.crop_size), alpha=float(a.alpha), gcc_range=tuple(float(x) for x in a.gcc_range),
         pad=a.pad, rotate_p=rotate_p,
+        centre="region_beta" if a.ccrop else "uniform", region_alpha=float(a.ccrop_alpha),
     )

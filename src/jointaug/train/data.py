@@ -20,7 +20,13 @@ for the whole global batch on every rank and each rank renders its slice, so the
 depend on the number of ranks; on the loader path each rank draws for its own images (seed also
 includes the rank), on the worker path each image gets ``derive_seed(seed, "aug", e, index)``.
 Because every generator is derived from (seed, epoch, step), resuming at a saved (epoch, step)
-reproduces the uninterrupted run exactly: nothing else needs saving.
+reproduces the uninterrupted run exactly: nothing else needs saving, except ContrastiveCrop's boxes.
+
+ContrastiveCrop (``regions``, a :class:`jointaug.train.ccrop.RegionStore`): the policy's views draw
+their centres inside per-image regions; every path looks up the regions of the images its policy
+call covers (the global batch in memory, the rank's batch on the loader path, the image in a
+worker) and passes them to ``policy.sample(..., regions=...)``. Epochs before the warm-up ends use
+the policy's ``"uniform"`` twin (same draws otherwise), i.e. ordinary crops.
 """
 
 from __future__ import annotations
@@ -109,11 +115,28 @@ class ShardedBatchSampler(Sampler):
             yield [(i, self.epoch) for i in idx] if self.with_keys else idx
 
 
+def _policies(batch_views: Any, regions: Any) -> tuple[Any, Any]:
+    """(policy after the ContrastiveCrop warm-up, policy during it) of a data path."""
+    policy = batch_views.policy
+    if regions is None:
+        return policy, policy
+    if not policy.uses_regions:
+        raise ValueError("a region store was given but no view of the policy has centre='region_beta'")
+    return policy, policy.with_centre("uniform")
+
+
+def _policy_for(policies: tuple[Any, Any], regions: Any, epoch: int, indices: Tensor) -> tuple[Any, Tensor | None]:
+    """The policy of ``epoch`` and the regions of ``indices`` to pass to it (None outside ContrastiveCrop)."""
+    if regions is None or not regions.active(epoch):
+        return policies[1], None
+    return policies[0], regions.lookup(indices)
+
+
 class InMemoryViews:
     """Fixed-size uint8 images held in memory (on ``device`` when ``to_device``), views rendered per step."""
 
     def __init__(self, images: Tensor, batch_views: Any, *, global_batch: int, rank: int, world: int, seed: int,
-                 device: torch.device, to_device: bool = True) -> None:
+                 device: torch.device, to_device: bool = True, regions: Any = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"InMemoryViews: images must be uint8 [N, 3, H, W], got {images.dtype} "
                              f"{tuple(images.shape)}")
@@ -125,6 +148,7 @@ class InMemoryViews:
             images = images.contiguous().pin_memory()
         self.images = images
         self.batch_views = batch_views
+        self.regions, self.policies = regions, _policies(batch_views, regions)
         self.hw = torch.tensor([[int(images.shape[2]), int(images.shape[3])]], dtype=torch.int64)
         self.steps_per_epoch = self.shard.steps_per_epoch
         self.description = f"in-memory uint8 images on {self.images.device}, views rendered in the main process"
@@ -134,11 +158,12 @@ class InMemoryViews:
         sh = self.shard
         perm = epoch_permutation(sh.n, sh.seed, epoch)
         lo, hi = sh.rank * sh.local_batch, (sh.rank + 1) * sh.local_batch
-        policy = self.batch_views.policy
         for step in range(start_step, sh.steps_per_epoch):
             idx = sh.local_indices(perm, step)
             gen = torch.Generator().manual_seed(derive_seed(sh.seed, "aug", epoch, step))
-            params = policy.sample(self.hw.expand(sh.global_batch, 2), gen)
+            policy, regions = _policy_for(self.policies, self.regions, epoch,
+                                          perm[step * sh.global_batch:(step + 1) * sh.global_batch])
+            params = policy.sample(self.hw.expand(sh.global_batch, 2), gen, regions=regions)
             if sh.world > 1:
                 params = params.index(slice(lo, hi))
             batch = self.images[idx.to(self.images.device)]
@@ -158,10 +183,11 @@ class LoaderViews:
     """Variable-size images decoded by DataLoader workers; views rendered in the main process."""
 
     def __init__(self, dataset: Dataset, batch_views: Any, *, global_batch: int, rank: int, world: int, seed: int,
-                 device: torch.device, num_workers: int = 2) -> None:
+                 device: torch.device, num_workers: int = 2, regions: Any = None) -> None:
         self.sampler = ShardedBatchSampler(len(dataset), global_batch, rank, world, seed)
         self.shard = self.sampler.shard
         self.batch_views = batch_views
+        self.regions, self.policies = regions, _policies(batch_views, regions)
         self.device = torch.device(device)
         self.steps_per_epoch = self.shard.steps_per_epoch
         self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=num_workers,
@@ -172,10 +198,16 @@ class LoaderViews:
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[Tensor]]:
         self.sampler.set_epoch(epoch, start_step)
         step = start_step
+        perm = epoch_permutation(self.shard.n, self.shard.seed, epoch) if self.regions is not None else None
         for images in self.loader:
             images = [im.to(self.device, non_blocking=True) for im in images]
             gen = torch.Generator().manual_seed(derive_seed(self.shard.seed, "aug", epoch, step, self.shard.rank))
-            views, _ = self.batch_views.from_list(images, gen)
+            if self.regions is None:
+                views, _ = self.batch_views.from_list(images, gen)
+            else:  # the sampler's indices of this step (same arithmetic as ShardedBatchSampler)
+                policy, regions = _policy_for(self.policies, self.regions, epoch,
+                                              self.shard.local_indices(perm, step))
+                views, _ = self.batch_views.from_list(images, gen, policy=policy, regions=regions)
             step += 1
             yield views
 
@@ -187,8 +219,10 @@ class LoaderViews:
 class _PerImageViews(Dataset):
     """``ds[(index, epoch)] -> list of V view tensors`` rendered with a per-image seeded generator."""
 
-    def __init__(self, base: Dataset, policy: Any, render_kwargs: dict, seed: int) -> None:
+    def __init__(self, base: Dataset, policy: Any, render_kwargs: dict, seed: int, regions: Any = None) -> None:
         self.base, self.policy, self.render_kwargs, self.seed = base, policy, render_kwargs, seed
+        warm = policy.with_centre("uniform") if regions is not None else policy
+        self.regions, self.policies = regions, (policy, warm)
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -199,7 +233,8 @@ class _PerImageViews(Dataset):
         index, epoch = key
         img, _ = self.base[index]
         gen = torch.Generator().manual_seed(derive_seed(self.seed, "aug", epoch, index))
-        params = self.policy.sample(torch.tensor([[int(img.shape[-2]), int(img.shape[-1])]]), gen)
+        policy, regions = _policy_for(self.policies, self.regions, epoch, torch.tensor([index]))
+        params = policy.sample(torch.tensor([[int(img.shape[-2]), int(img.shape[-1])]]), gen, regions=regions)
         return [v[0] for v in render_views(img[None], params, **self.render_kwargs)]
 
 
@@ -211,14 +246,15 @@ class WorkerViews:
     """Views rendered image by image inside DataLoader workers (``aug.where=workers``)."""
 
     def __init__(self, dataset: Dataset, batch_views: Any, *, global_batch: int, rank: int, world: int, seed: int,
-                 device: torch.device, num_workers: int = 2) -> None:
+                 device: torch.device, num_workers: int = 2, regions: Any = None) -> None:
         self.sampler = ShardedBatchSampler(len(dataset), global_batch, rank, world, seed, with_keys=True)
         self.shard = self.sampler.shard
         self.device = torch.device(device)
         self.steps_per_epoch = self.shard.steps_per_epoch
         render_kwargs = dict(mode=batch_views.mode, mean=batch_views.mean, std=batch_views.std,
                              blur_kernel=batch_views.blur_kernel)
-        wrapped = _PerImageViews(dataset, batch_views.policy, render_kwargs, seed)
+        _policies(batch_views, regions)  # checks the policy draws region-centred crops when a store is given
+        wrapped = _PerImageViews(dataset, batch_views.policy, render_kwargs, seed, regions)
         self.loader = DataLoader(wrapped, batch_sampler=self.sampler, num_workers=num_workers,
                                  collate_fn=_collate_views, pin_memory=self.device.type == "cuda",
                                  persistent_workers=num_workers > 0)

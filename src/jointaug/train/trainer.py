@@ -173,8 +173,14 @@ class Trainer:
         hw0 = self.policy.out_hw[0]  # None: views keep their crop's size (GCC family): evaluate unresized
         self.view_size = int(hw0[0]) if hw0 is not None else (int(fixed[0]) if fixed is not None else None)
         self.batch_views = BatchViews(self.policy, mode=cfg.aug.mode, mean=tuple(mean), std=tuple(std))
+        self.regions = None  # ContrastiveCrop's per-image boxes: state of the run (checkpointed)
+        if cfg.aug.ccrop:
+            from jointaug.train.ccrop import RegionStore
+
+            self.regions = RegionStore(len(self.train_set), warmup_epochs=int(cfg.aug.ccrop_warmup_epochs),
+                                       every=int(cfg.aug.ccrop_every), threshold=float(cfg.aug.ccrop_threshold))
         common = dict(global_batch=int(cfg.optim.batch_size), rank=self.rank, world=self.world,
-                      seed=int(cfg.train.seed), device=self.device)
+                      seed=int(cfg.train.seed), device=self.device, regions=self.regions)
         if cfg.aug.where == "workers":
             self.data = WorkerViews(self.train_set, self.batch_views, num_workers=cfg.data.num_workers, **common)
         elif fixed is not None:
@@ -199,6 +205,14 @@ class Trainer:
         _seed_everything(int(cfg.train.seed))
         backbone = build_backbone(cfg.model.backbone, cifar_stem=bool(cfg.model.cifar_stem),
                                   **OmegaConf.to_container(cfg.model.backbone_kwargs))
+        if cfg.aug.ccrop:
+            from jointaug.config import ConfigError
+            from jointaug.train.ccrop import has_feature_maps
+
+            if not has_feature_maps(backbone):
+                raise ConfigError(f"aug.ccrop=True: ContrastiveCrop's heat maps need a backbone with a spatial feature "
+                                  f"map (forward_maps); model.backbone={cfg.model.backbone!r} "
+                                  f"({type(backbone).__name__}) has none")
         method = build_method(cfg.method.name, backbone, **OmegaConf.to_container(cfg.method.params))
         method = method.to(self.device, self.dtype)
         if self.world > 1 and cfg.model.sync_bn:  # after the move: native SyncBatchNorm on CUDA
@@ -246,6 +260,7 @@ class Trainer:
             "std": list(self.std),
             "data_fingerprint": dict(self.data_fingerprint),
             # the steps since the last "step" record, so a resumed run logs the same averages
+            **({"ccrop": self.regions.state_dict()} if self.regions is not None else {}),
             "log_window": {"n": int(self._window["n"]), "loss": float(self._window["loss"]),
                            "data": float(self._window["data"]), "step": float(self._window["step"]),
                            "extras": {k: torch.as_tensor(v).detach().cpu() for k, v in self._window["extras"].items()}},
@@ -318,6 +333,11 @@ class Trainer:
             self._window.update(n=int(win["n"]), loss=float(win["loss"]), data=float(win["data"]),
                                 step=float(win["step"]),
                                 extras={k: v.to(self.device) for k, v in dict(win.get("extras", {})).items()})
+        if self.regions is not None:
+            if "ccrop" not in state:
+                raise ValueError(f"cannot resume from {chosen}: aug.ccrop=true but the checkpoint holds no "
+                                 "ContrastiveCrop boxes")
+            self.regions.load_state_dict(state["ccrop"])
         self.last_good = str(chosen)
         if rejected:
             jd.barrier()  # every rank has read its checkpoint before rank 0 moves the bad ones aside
@@ -668,6 +688,11 @@ class Trainer:
                 rec["knn_time"] = time.perf_counter() - t0
                 self.knn_history.append((done, knn))
             jd.barrier()
+        if self.regions is not None and self.regions.due(done, epochs):
+            t0 = time.perf_counter()
+            self._refresh_regions(done)
+            rec["ccrop_box_area"] = self.regions.mean_area()
+            rec["ccrop_time"] = time.perf_counter() - t0
         if self.main:
             self.log.log(rec)
         self.epoch_acc = {"loss_sum": 0.0, "n": 0, "data": 0.0, "step": 0.0, "last_epoch_loss": epoch_loss}
@@ -677,6 +702,26 @@ class Trainer:
         last = self.epoch == epochs or (max_steps is not None and self.global_step >= max_steps)
         if done % cfg.train.ckpt_every == 0 or last:
             self.save()
+
+
+    def _refresh_regions(self, done: int) -> None:
+        """ContrastiveCrop: new boxes of every training image from the online backbone's heat maps
+        (every rank computes them; rank 0's are broadcast so the ranks agree bit for bit)."""
+        from jointaug.train.ccrop import compute_regions
+
+        fixed = getattr(self.train_set, "fixed_size", None)
+        images = self.data.images if isinstance(self.data, InMemoryViews) else (
+            self.train_set.images if fixed is not None else self.train_set)
+        size = None if fixed is not None and (self.view_size is None or tuple(fixed) == (self.view_size,) * 2) \
+            else self.view_size
+        boxes = compute_regions(self.method.backbone, images, threshold=self.regions.threshold, mean=self.mean,
+                                std=self.std, size=size, batch_size=int(self.cfg.eval.batch_size),
+                                num_workers=int(self.cfg.data.num_workers) if fixed is None else 0)
+        if jd.is_dist():
+            boxes = boxes.to(self.device)
+            dist.broadcast(boxes, src=0)
+            boxes = boxes.cpu()
+        self.regions.update(boxes, done)
 
 
 def train(cfg: DictConfig, *, out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
