@@ -394,3 +394,15 @@ def test_boxes_are_run_state_and_survive_stop_and_resume(tmp_path: Path) -> None
         b = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
         assert torch.equal(b["ccrop"]["boxes"], a["ccrop"]["boxes"]) and b["ccrop"]["refreshed"] == [1, 2, 3]
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_main_job_policy_kinds() -> None:
+    from jointaug.train.main_job import parse_policies
+
+    assert parse_policies("random,ccrop,ccropj(0)") == [
+        ("RandomCrop", "random-crop", ["aug.crop=random"]),
+        ("ContrastiveCrop", "ccrop", ["aug.ccrop=true", "aug.crop=random"]),
+        ("ContrastiveCrop+J-Crop(0)", "ccropj", ["aug.ccrop=true", "aug.crop=joint", "aug.beta=0.0"]),
+    ]
+    with pytest.raises(ValueError, match="takes no beta"):
+        parse_policies("ccrop(1)")

@@ -47,8 +47,11 @@ POLICY_KINDS: dict[str, tuple[str, list[str]]] = {
     "cgcc": ("CGCC(alpha={b})", ["aug.crop=cgcc", "aug.alpha={b}"]),
     "mgcc": ("MGCC(alpha={b})", ["aug.crop=mgcc", "aug.alpha={b}"]),
     "mcgcc": ("MCGCC(alpha={b})", ["aug.crop=mcgcc", "aug.alpha={b}"]),
+    # ContrastiveCrop (heat-map boxes, Beta centres; schedule aug.ccrop_warmup_epochs / aug.ccrop_every)
+    "ccrop": ("ContrastiveCrop", ["aug.ccrop=true", "aug.crop=random"]),
+    "ccropj": ("ContrastiveCrop+J-Crop({b})", ["aug.ccrop=true", "aug.crop=joint", "aug.beta={b}"]),
 }
-_NO_NUMBER = ("random", "fixed")
+_NO_NUMBER = ("random", "fixed", "ccrop")
 _DEFAULT_NUMBER = {"gcc": 1.0, "cgcc": 1.0, "mgcc": 1.0, "mcgcc": 1.0}
 _RECIPES = {"synthetic": "simclr/synthetic", "cifar10": "simclr/cifar10", "cifar100": "simclr/cifar100",
             "stl10": "simclr/stl10", "tiny-imagenet": "simclr/tiny-imagenet", "imagenet": "simclr/imagenet",
@@ -127,7 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated view policies to compare (default: random,jcrop(0)); kinds: random, "
                              "jcrop(B), jblur(B), jcolor(B), coin(B) (J-Crop or J-Blur per image), both(B); with "
                              "fixed-size crops (aug.crop_size): fixed, gcc(ALPHA), cgcc(ALPHA), mgcc(ALPHA), "
-                             "mcgcc(ALPHA)")
+                             "mcgcc(ALPHA); ContrastiveCrop: ccrop, ccropj(B) (with J-Crop(B); set "
+                             "aug.ccrop_warmup_epochs and aug.ccrop_every below --epochs)")
     parser.add_argument("--config",
                         help="recipe to start from (default: <method>/<data>; folder uses <method>/cifar10)")
     parser.add_argument("--epochs", type=int, help="training epochs per policy (default: the recipe's)")
