@@ -406,3 +406,21 @@ def test_main_job_policy_kinds() -> None:
     ]
     with pytest.raises(ValueError, match="takes no beta"):
         parse_policies("ccrop(1)")
+
+
+def test_persistent_workers_see_refreshed_boxes() -> None:
+    # aug.where=workers: the store's boxes live in shared memory, so a refresh reaches running workers
+    n = 16
+    images = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8)
+    store = RegionStore(n, warmup_epochs=0, every=1, threshold=0.1)
+    bv = BatchViews(make_policy("small", size=16, centre="region_beta"))
+    common = dict(global_batch=8, rank=0, world=1, seed=3, device=torch.device("cpu"), regions=store)
+    live = WorkerViews(_Images(images), bv, num_workers=1, **common)
+    local = WorkerViews(_Images(images), bv, num_workers=0, **common)
+    before = [torch.cat(v) for v in live.epoch(0)]  # starts the persistent worker
+    store.update(torch.tensor([[0.0, 0.0, 0.05, 0.05]]).repeat(n, 1), 1)  # every box in the top-left corner
+    after = [torch.cat(v) for v in live.epoch(0)]
+    expected = [torch.cat(v) for v in local.epoch(0)]
+    assert all(torch.equal(a, e) for a, e in zip(after, expected))
+    assert not all(torch.equal(a, b) for a, b in zip(after, before))
+    live.close()
