@@ -356,3 +356,18 @@ def test_out_std_is_about_one_over_sqrt_d_for_spread_outputs_and_zero_for_collap
     z = torch.randn(4096, 64, generator=torch.Generator().manual_seed(0))
     assert output_std(z) == pytest.approx(1 / math.sqrt(64), rel=0.05)
     assert output_std(torch.ones(16, 64)) == 0
+
+
+def test_every_recipe_validates_and_names_its_method():
+    """Each configs/<method>/<data>.yaml loads and validates (real data sets: as if downloadable)."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.glob("*/*.yaml"))
+    methods = {p.parent.name for p in files}
+    assert {"simclr", "mocov1", "mocov2", "mocov3", "byol", "simsiam", "dino", "looc"} <= methods
+    for name in ("simclr", "mocov1", "mocov2", "mocov3", "byol", "simsiam", "dino"):
+        have = {p.stem for p in (root / name).glob("*.yaml")}
+        assert {"synthetic", "cifar10", "cifar100", "stl10", "tiny-imagenet", "imagenet"} <= have, name
+    for p in files:
+        ov = [] if "synthetic" in p.stem or "subset" in p.stem else ["data.download=true"]
+        cfg = load_config(p, ov)
+        assert cfg.method.name == ("simclr" if p.parent.name == "simclr" else p.parent.name), p
