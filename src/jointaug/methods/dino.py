@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jointaug import distributed as jdist
-from jointaug.methods.base import Method, output_std, raise_errors, range_errors
+from jointaug.methods.base import MomentumMethod, output_std, raise_errors, range_errors
 from jointaug.methods.losses import dino_cross_entropy
-from jointaug.methods.momentum import MomentumSchedule, ema_update, momentum_copy
+from jointaug.methods.momentum import MomentumSchedule, momentum_copy, momentum_errors
 
 __all__ = ["DINO", "DINOHead", "WeightNormLinear", "teacher_temperature"]
 
@@ -102,7 +102,7 @@ def teacher_temperature(epoch: int, warmup_temp: float, temp: float, warmup_epoc
     return float(warmup_temp + (temp - warmup_temp) * epoch / (warmup_epochs - 1))
 
 
-class DINO(Method):
+class DINO(MomentumMethod):
     """``DINO(backbone, out_dim=60000, hidden_dim=2048, bottleneck_dim=256, num_layers=3, use_bn_in_head=True,
     norm_last_layer=True, student_temp=0.1, teacher_temp=0.07, warmup_teacher_temp=0.04,
     warmup_teacher_temp_epochs=50, momentum=0.996, momentum_final=1.0, center_momentum=0.9,
@@ -155,7 +155,7 @@ class DINO(Method):
     def _param_errors(params: dict[str, Any]) -> list[tuple[str, str]]:
         errors = range_errors(params, {
             "student_temp": (0, None, "()"), "teacher_temp": (0, None, "()"), "warmup_teacher_temp": (0, None, "()"),
-            "momentum": (0, 1, "[]"), "momentum_final": (0, 1, "[]"), "center_momentum": (0, 1, "[)")})
+            "center_momentum": (0, 1, "[)")}) + momentum_errors(params)
         for name, lo in (("out_dim", 1), ("hidden_dim", 1), ("bottleneck_dim", 1), ("num_layers", 1),
                          ("warmup_teacher_temp_epochs", 0), ("freeze_last_layer", 0)):
             v = params.get(name)
@@ -166,10 +166,7 @@ class DINO(Method):
     @classmethod
     def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int | None
                       ) -> list[tuple[str, str]]:
-        errors = cls._param_errors(params)
-        if not errors and params["momentum_final"] < params["momentum"]:
-            errors.append(("momentum_final", f"must be >= momentum={params['momentum']}"))
-        return errors
+        return cls._param_errors(params)
 
     # ---------------------------------------------------------------------------------------- step hooks
     def on_train_step_start(self, step: int, total_steps: int, steps_per_epoch: int) -> None:
@@ -185,12 +182,13 @@ class DINO(Method):
             for p in self.head.last_layer.parameters():
                 p.grad = None
 
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.teacher_backbone, self.backbone), (self.teacher_head, self.head)]
+
     @torch.no_grad()
     def on_train_step_end(self, step: int, total_steps: int) -> None:
         """EMA of the teacher, then the centre from this step's teacher outputs (every rank's)."""
-        m = self.momentum(step, total_steps)
-        ema_update(self.teacher_backbone, self.backbone, m)
-        ema_update(self.teacher_head, self.head, m)
+        super().on_train_step_end(step, total_steps)
         if self._pending_center is not None:
             self.update_center(self._pending_center)
             self._pending_center = None
