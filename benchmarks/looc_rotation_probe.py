@@ -123,7 +123,7 @@ def main() -> None:
              f"Load average at start {load0[0]:.1f}.", "",
              "| features | dim | rotation probe top-1 (%) |", "|---|---:|---:|"]
     lines += [f"| {r['features']} | {r['dim']} | {r['rotation_top1']:.2f} |" for r in rows]
-    lines += ["", "Class kNN top-1 after training (synthetic test set): "
+    lines += ["", f"Class kNN top-1 after training ({'CIFAR-10' if args.cifar else 'synthetic'} test set): "
               + ", ".join(f"{k} {v:.2f}%" for k, v in result["knn_top1"].items() if v is not None)]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
