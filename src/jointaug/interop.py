@@ -22,7 +22,6 @@ transform draws from its own RNG (torch's, which the DataLoader also seeds per w
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,7 +32,7 @@ from torch import Tensor
 from .sampling.couplings import Coupling, RatioLaw
 from .sampling.params import ViewParams
 from .sampling.policy import ViewPolicy, ViewSpec
-from .seeding import derive_seed
+from .seeding import ProcessGenerator
 from .transforms import to_rgb_tensor
 
 _CHOICES = (None, "random", "joint")
@@ -151,30 +150,18 @@ class JointTwoCrops:
         self.seed = seed
         self.return_params = return_params
         self.last_params: ViewParams | None = None
-        self._gen: torch.Generator | None = None
-        self._owner: tuple | None = None
+        self._streams = ProcessGenerator(seed)
 
     def __repr__(self) -> str:
         return f"JointTwoCrops(policy={self.policy.name!r}, seed={self.seed}, view_transforms={self.view_transforms})"
 
     def __getstate__(self) -> dict[str, Any]:  # generators stay in their process; workers make their own
         state = dict(self.__dict__)
-        state["_gen"], state["_owner"], state["last_params"] = None, None, None
+        state["last_params"] = None
         return state
 
     def _generator(self) -> torch.Generator:
-        info = torch.utils.data.get_worker_info()
-        owner = (os.getpid(), None if info is None else (info.id, info.seed))
-        if self._gen is None or self._owner != owner:
-            if info is None:
-                seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
-            else:
-                dist = torch.distributed
-                rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-                seed = derive_seed(self.seed or 0, info.seed, rank)
-            self._gen = torch.Generator().manual_seed(seed)
-            self._owner = owner
-        return self._gen
+        return self._streams.get()
 
     def sample(self, image_hw: tuple[int, int]) -> ViewParams:
         """Draw the pair's parameters for an image of size (H, W) from this process's stream."""

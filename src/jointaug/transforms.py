@@ -13,7 +13,6 @@ ranks get distinct streams, epochs differ, and the same seeds give the same view
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ from .augment import IMAGENET_MEAN, IMAGENET_STD, MODES
 from .sampling.params import ViewParams
 from .sampling.policy import ViewPolicy
 from .sampling.recipes import make_policy
-from .seeding import derive_seed
+from .seeding import ProcessGenerator
 
 
 def to_rgb_tensor(img: Any) -> Tensor:
@@ -105,25 +104,13 @@ class JointViews:
         self.mean, self.std = (tuple(mean), tuple(std)) if normalize else (None, None)
         self.seed = seed
         self.return_params = return_params
-        self._gen: torch.Generator | None = None
-        self._owner: tuple | None = None
+        self._streams = ProcessGenerator(seed)
 
     def __repr__(self) -> str:
         return f"JointViews(mode={self.mode!r}, seed={self.seed}, policy={self.policy.name!r})"
 
     def _generator(self) -> torch.Generator:
-        info = torch.utils.data.get_worker_info()
-        owner = (os.getpid(), None if info is None else (info.id, info.seed))
-        if self._gen is None or self._owner != owner:
-            if info is None:
-                seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
-            else:
-                rank = torch.distributed.get_rank() if torch.distributed.is_available() and \
-                    torch.distributed.is_initialized() else 0
-                seed = derive_seed(self.seed or 0, info.seed, rank)
-            self._gen = torch.Generator().manual_seed(seed)
-            self._owner = owner
-        return self._gen
+        return self._streams.get()
 
     def __call__(self, img: Any, return_params: bool | None = None) -> list[Tensor] | tuple[list[Tensor], ViewParams]:
         from .render.batched import render_views
