@@ -36,6 +36,7 @@ __all__ = [
     "CACHE_VERSION",
     "FREE_SPACE_MARGIN",
     "ArrayWriter",
+    "atomic_write_bytes",
     "CacheSpaceError",
     "default_cache_dir",
     "ensure_free_space",
@@ -154,7 +155,8 @@ def load_entry(cache_dir: Path, stem: str) -> dict[str, Any] | None:
     return meta
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename; the temporary never survives a failure."""
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
         tmp.write_bytes(data)
@@ -188,7 +190,7 @@ def save_entry(
     body = dict(meta, version=CACHE_VERSION, fixed=images_tmp is not None or meta.get("fixed", False))
     body.pop("labels", None)
     body.pop("images_path", None)
-    _atomic_write_bytes(meta_p, json.dumps(body, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(meta_p, json.dumps(body, indent=1, sort_keys=True).encode())
 
 
 class ArrayWriter:

@@ -49,6 +49,7 @@ from .base import (
 )
 from .cache import (
     ArrayWriter,
+    atomic_write_bytes,
     default_cache_dir,
     ensure_free_space,
     entry_stem,
@@ -307,13 +308,7 @@ def _write_member(extract: Path, member: str, data: bytes) -> None:
         raise ValueError(f"archive member {member!r} would be written outside {extract}; refused")
     dest.parent.mkdir(parents=True, exist_ok=True)
     ensure_free_space(dest.parent, len(data), f"extracting {member}")
-    tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(dest, data)
 
 
 class _Decoded:
