@@ -5,16 +5,13 @@ errors, 2-process DDP == 1 process, and bit-identical resume including the centr
 from __future__ import annotations
 
 import math
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from ddp_helpers import assert_states_match, train_one_process, train_two_processes
 
 from jointaug.config import ConfigError, build_policy, load_config
 from jointaug.methods import build_method
@@ -294,37 +291,15 @@ def test_simclr_trains_with_local_views(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process(tmp_path: Path) -> None:
     """Centre (all-reduced batch mean), teacher EMA and synchronised BN: 2 gloo ranks == 1 process."""
-    from jointaug.train.trainer import train
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "-m", "jointaug.cli", "train",
-           "dino/synthetic", *_overrides(tmp_path / "ddp", steps=10),
-           "method.params.freeze_last_layer=1"]
-    proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    threads = torch.get_num_threads()
-    try:
-        train(load_config("dino/synthetic", [*_overrides(tmp_path / "one", steps=10),
-                                             "method.params.freeze_last_layer=1"]))
-    finally:
-        torch.set_num_threads(threads)
+    extra = ["method.params.freeze_last_layer=1"]
+    train_two_processes("dino/synthetic", [*_overrides(tmp_path / "ddp", steps=10), *extra])
+    train_one_process("dino/synthetic", [*_overrides(tmp_path / "one", steps=10), *extra])
     a, b = _load(tmp_path / "ddp" / "checkpoints" / "last.pt"), _load(tmp_path / "one" / "checkpoints" / "last.pt")
     assert a["world_size"] == 2 and b["world_size"] == 1 and a["global_step"] == b["global_step"] == 10
     # 8 steps per epoch: the 10 steps cross from the frozen-last-layer epoch into the next, warm-up temperatures
-    assert a["model"].keys() == b["model"].keys()
     assert float(a["model"]["center"].abs().max()) > 0
-    tol = 1e7 * torch.finfo(torch.float64).eps  # float64 runs: see tests/test_train_ddp.py
-    for k in a["model"]:
-        x, y = a["model"][k], b["model"][k]
-        if x.is_floating_point():
-            assert x.dtype == torch.float64, k
-            assert torch.allclose(x, y, rtol=tol, atol=tol), (k, (x - y).abs().max())
-        else:
-            assert torch.equal(x, y), k
+    assert_states_match(a["model"], b["model"])  # float64 runs, tolerance: see tests/ddp_helpers.py
 
 
 @pytest.mark.slow

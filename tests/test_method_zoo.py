@@ -5,16 +5,13 @@ with one process on the same global batch, and resume with the method's state.""
 from __future__ import annotations
 
 import math
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from ddp_helpers import assert_states_match, train_one_process, train_two_processes
 
 from jointaug.config import ConfigError, load_config
 from jointaug.methods import build_method
@@ -290,12 +287,6 @@ def _overrides(name: str, out: Path, steps: int = 3) -> list[str]:
     return ov
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _load(path: Path) -> dict:
     from jointaug.train.checkpoint import load_checkpoint
 
@@ -306,29 +297,12 @@ def _load(path: Path) -> dict:
 @pytest.mark.parametrize("name", ["mocov2", "mocov3", "byol"])
 def test_two_process_ddp_equals_one_process(tmp_path: Path, name: str) -> None:
     """Queue contents, gathered keys and synchronised BN: 2 gloo ranks == 1 process on the global batch."""
-    from jointaug.train.trainer import train
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{_free_port()}", "-m", "jointaug.cli", "train",
-           f"{name}/synthetic", *_overrides(name, tmp_path / "ddp")]
-    proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    threads = torch.get_num_threads()
-    try:
-        train(load_config(f"{name}/synthetic", _overrides(name, tmp_path / "one")))
-    finally:
-        torch.set_num_threads(threads)
+    train_two_processes(f"{name}/synthetic", _overrides(name, tmp_path / "ddp"))
+    train_one_process(f"{name}/synthetic", _overrides(name, tmp_path / "one"))
     a, b = _load(tmp_path / "ddp" / "checkpoints" / "last.pt"), _load(tmp_path / "one" / "checkpoints" / "last.pt")
     assert a["world_size"] == 2 and b["world_size"] == 1 and a["global_step"] == b["global_step"] == 3
-    tol = 1e7 * torch.finfo(torch.float64).eps  # float64 runs: see tests/test_train_ddp.py
-    assert a["model"].keys() == b["model"].keys()
-    for k in a["model"]:
-        x, y = a["model"][k], b["model"][k]
-        if x.is_floating_point():
-            assert torch.allclose(x, y, rtol=tol, atol=tol), (k, (x - y).abs().max())
-        else:
-            assert torch.equal(x, y), k
+    assert_states_match(a["model"], b["model"])  # float64 runs, tolerance: see tests/ddp_helpers.py
     if name == "mocov2":  # 3 steps of 32 keys entered the 128-key queue
         assert int(a["model"]["queue.ptr"]) == 96
 
