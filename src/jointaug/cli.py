@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "pairs": ("jointaug.analysis.pairs", "gallery of positive pairs for a folder of images"),
     "bench": ("jointaug.bench", "benchmarks (augment: renderer throughput)"),
     "export": ("jointaug.export", "write a checkpoint's backbone for torchvision, timm or detectron2"),
+    "grid": ("jointaug.experiments.grid", "an experiment grid (axes x seeds) run sequentially, locally or on Slurm"),
+    "report": ("jointaug.experiments.report", "self-contained HTML + Markdown report of a run or grid folder"),
 }
 
 
