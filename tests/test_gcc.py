@@ -360,7 +360,7 @@ def _full_policy(rotate_p: float = 0.75) -> ViewPolicy:
 
 @pytest.mark.parametrize("mode", ["fast", "exact"])
 def test_rotated_render_is_rot90_of_unrotated(mode):
-    from jointaug.render.benchmark import procedural_images
+    from jointaug.bench.images import procedural_images
 
     n = 64
     imgs = torch.from_numpy(__import__("numpy").stack(procedural_images(n, 20, 0))).permute(0, 3, 1, 2).contiguous()

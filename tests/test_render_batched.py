@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from jointaug.bench.images import procedural_images
 from jointaug.render import kernels
 from jointaug.render.batched import render_views, render_views_list
-from jointaug.render.benchmark import procedural_images
 from jointaug.render.reference import render_view_reference
 from jointaug.sampling import make_policy
 from jointaug.sampling.params import ViewParams, identity_params

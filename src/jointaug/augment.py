@@ -11,11 +11,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .constants import IMAGENET_MEAN, IMAGENET_STD  # also re-exported from here
 from .sampling.params import ViewParams
 from .sampling.policy import ViewPolicy
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MODES = ("fast", "exact")
 
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 #: ImageNet channel statistics (the default normalisation).
-from jointaug.augment import IMAGENET_MEAN, IMAGENET_STD
+from jointaug.constants import IMAGENET_MEAN, IMAGENET_STD
 
 Images = Tensor | list[Tensor]
 

@@ -1,21 +1,20 @@
 """Training-step throughput of a backbone (forward + backward + SGD step), in images per second.
 
-``python -m jointaug.models.bench --models convnet4 resnet18 --size 32 --batch 128`` prints one
-line per model (and JSON with ``--json``). Figures depend on the machine and its load: report them
-with the machine they were measured on.
+``jointaug bench backbone --models convnet4 resnet18 --size 32 --batch 128`` prints one line per
+model (and JSON with ``--json``); ``--out STEM`` also writes ``STEM.json`` and ``STEM.md``. Figures
+depend on the machine and its load: each record carries the machine and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import torch
 
-from jointaug.models import build_backbone
+from ..models import build_backbone
+from .common import load_average, machine_info, write_results
 
 
 def measure_throughput(
@@ -52,9 +51,8 @@ def measure_throughput(
             "images_per_s": round(batch / median, 1)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry: one line (or JSON record) per model."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``jointaug bench backbone``."""
     p.add_argument("--models", nargs="+", default=["convnet4", "resnet18"])
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--size", type=int, default=32)
@@ -62,15 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--imagenet-stem", action="store_true", help="ResNets with the 7x7 stride-2 stem + max-pool")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    if args.threads:
+    p.add_argument("--json", action="store_true", help="one JSON record per model instead of a line")
+    p.add_argument("--out", default=None, help="also write STEM.json and STEM.md (e.g. benchmarks/results/backbone)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """One line (or JSON record) per model; with ``--out`` the JSON + Markdown files."""
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    for key in ("batch", "size", "steps"):
+        if getattr(args, key) < 1:
+            raise ValueError(f"--{key} must be >= 1, got {getattr(args, key)}")
+    records = []
     for name in args.models:
         res = measure_throughput(name, batch=args.batch, size=args.size, steps=args.steps,
                                  cifar_stem=not args.imagenet_stem, device=args.device)
-        res["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
-        res["load_avg_1min"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else -1.0
+        res["load_average"] = load_average()
+        records.append(res)
         if args.json:
             print(json.dumps(res))
         else:
@@ -78,8 +86,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:10s} ({stem}) batch {args.batch} @ {args.size}px on {args.device} "
                   f"({res['threads']} threads): {res['images_per_s']:8.1f} img/s fwd+bwd "
                   f"({res['seconds_per_step']:.3f} s/step)")
+    if args.out:
+        command = getattr(args, "command_line", "jointaug bench backbone")
+        m = machine_info(device=args.device)
+        md = ["# Backbone training-step throughput", "", f"Command: `{command}`  ",
+              f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch {m['torch']}, "
+              f"load average {m['load_average']}", "", "| model | stem | batch | px | threads | images/s | s/step |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+        md += [f"| {r['model']} | {'cifar' if r['cifar_stem'] else 'imagenet'} | {r['batch']} | {r['size']} "
+               f"| {r['threads']} | {r['images_per_s']:.1f} | {r['seconds_per_step']:.3f} |" for r in records]
+        write_results({"command": command, "machine": m, "runs": records}, "\n".join(md) + "\n", args.out)
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["add_arguments", "main", "measure_throughput"]

@@ -22,33 +22,30 @@ data set is present, procedural images otherwise) is measured on the same run.
 
 from __future__ import annotations
 
-import json
+import argparse
 import math
-import os
-import platform
 import random
-import statistics
-import tarfile
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..augment import IMAGENET_MEAN, IMAGENET_STD
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..render.batched import render_views
+from ..render.kernels import blur_kernel_size
 from ..sampling.params import ViewParams, fields
 from ..sampling.recipes import make_policy
-from .batched import render_views
-from .kernels import blur_kernel_size
+from .common import Timed, machine_info, round_robin, tune_glibc_malloc, write_results
+from .images import benchmark_images, find_cifar, procedural_images
 
 #: SimCLR's colour jitter strengths (brightness, contrast, saturation, hue) and probabilities
 JITTER = (0.8, 0.8, 0.8, 0.2)
 JITTER_P, GRAY_P, BLUR_P, FLIP_P = 0.8, 0.2, 0.5, 0.5
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
-#: default location of the CIFAR-10 JPEG archive (relative to the project checkout)
-CIFAR_CANDIDATES = ("../shared/datasets/cifar10-jpg.tar.gz", "/work/shared/datasets/cifar10-jpg.tar.gz")
 TARGETS = {"fast_vs_pil_32": 20.0, "fast_vs_kornia_32": 6.0, "exact_vs_pil_32": 4.0,
            "joint_overhead_pct": 2.0, "cuda_pairs_per_s_32": 1_000_000.0}
 
@@ -64,69 +61,6 @@ class Case:
 
 FULL_CASES = (Case(32, 32, 512), Case(128, 96, 128), Case(256, 224, 32))
 QUICK_CASES = (Case(32, 32, 32), Case(48, 40, 8))
-
-
-# ---------------------------------------------------------------------------------------------- images
-def find_cifar(path: str | None = None) -> Path | None:
-    """The CIFAR-10 JPEG archive (``path`` or the default locations), or None."""
-    for cand in ([path] if path else list(CIFAR_CANDIDATES)):
-        if cand and Path(cand).is_file():
-            return Path(cand)
-    return None
-
-
-def load_cifar(path: Path, n: int) -> list[np.ndarray]:
-    """The first ``n`` images of the archive as uint8 [32, 32, 3] arrays (read directly from the tar)."""
-    from PIL import Image
-
-    out: list[np.ndarray] = []
-    with tarfile.open(path) as tf:
-        for member in tf:
-            if member.isfile() and member.name.endswith(".jpg"):
-                f = tf.extractfile(member)
-                if f is None:
-                    continue
-                out.append(np.asarray(Image.open(f).convert("RGB")))
-                if len(out) >= n:
-                    break
-    if not out:
-        raise ValueError(f"no .jpg images found in {path}")
-    return out
-
-
-def procedural_images(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
-    """Natural-looking stand-ins: smooth luminance and (weaker) colour fields, an edge, some texture.
-
-    The colour fields are muted (natural photos are far from saturated: HSV saturation about 0.3
-    on CIFAR-10), so colour statistics, and the fast/exact differences, resemble real images.
-    """
-    g = torch.Generator().manual_seed(seed)
-    up = torch.nn.functional.interpolate
-    lum = up(torch.rand(n, 1, 5, 5, generator=g), size=(size, size), mode="bicubic", align_corners=False)
-    chroma = up(torch.rand(n, 3, 4, 4, generator=g) - 0.5, size=(size, size), mode="bicubic", align_corners=False)
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
-    ang = torch.rand(n, 1, 1, generator=g) * math.pi
-    edge = ((xx * torch.cos(ang) + yy * torch.sin(ang)) > (torch.rand(n, 1, 1, generator=g) - 0.5)).float()
-    tint = torch.rand(n, 3, 1, 1, generator=g) - 0.5
-    img = (0.15 + 0.6 * lum + 0.35 * chroma + 0.15 * edge[:, None] * tint
-           + 0.06 * torch.randn(n, 1, size, size, generator=g))
-    img = (img.clamp(0, 1) * 255).round().to(torch.uint8)
-    return [a.permute(1, 2, 0).numpy() for a in img]
-
-
-def benchmark_images(n: int, size: int, cifar: Path | None) -> tuple[list[np.ndarray], str]:
-    """``n`` uint8 HWC images of ``size`` pixels: CIFAR-10 (bicubic-upsampled when larger) or procedural."""
-    from PIL import Image
-
-    if cifar is None:
-        return procedural_images(n, size), "procedural"
-    base = load_cifar(cifar, n)
-    while len(base) < n:
-        base = base + base[: n - len(base)]
-    if size == 32:
-        return base, "cifar10"
-    return [np.asarray(Image.fromarray(a).resize((size, size), Image.BICUBIC)) for a in base], \
-        f"cifar10 upsampled to {size}"
 
 
 # ---------------------------------------------------------------------------------------------- PIL
@@ -253,48 +187,6 @@ def kornia_pipeline(out: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
 
 
 # ---------------------------------------------------------------------------------------------- timing
-@dataclass
-class Timed:
-    """Repeated wall-clock timings of one pipeline on one batch."""
-
-    name: str
-    fn: Callable[[], object]
-    pairs: int
-    seconds: list[float] = field(default_factory=list)
-    cpu_seconds: list[float] = field(default_factory=list)
-
-    def run(self, sync: Callable[[], None] | None = None) -> None:
-        t, c = time.perf_counter(), time.process_time()
-        self.fn()
-        if sync is not None:
-            sync()
-        self.seconds.append(time.perf_counter() - t)
-        self.cpu_seconds.append(time.process_time() - c)
-
-    @property
-    def pairs_per_s(self) -> float:
-        return self.pairs / statistics.median(self.seconds)
-
-    @property
-    def best_pairs_per_s(self) -> float:
-        return self.pairs / min(self.seconds)
-
-    @property
-    def cpu_pairs_per_s(self) -> float:
-        """Pairs per second of process CPU time (less sensitive to other jobs on a shared machine)."""
-        return self.pairs / max(statistics.median(self.cpu_seconds), 1e-9)
-
-
-def _round_robin(timers: list[Timed], rounds: int, sync: Callable[[], None] | None = None) -> None:
-    for t in timers:  # warm-up (allocator, caches, lazy imports)
-        t.fn()
-    if sync is not None:
-        sync()
-    for _ in range(rounds):
-        for t in timers:
-            t.run(sync)
-
-
 def _jointaug_timers(x: torch.Tensor, out: int, device: str, gen_seed: int) -> list[Timed]:
     """jointaug sample+render timers (random crops / J-Crop(0)+J-Blur(0), fast / exact) for batch x."""
     n = x.shape[0]
@@ -362,7 +254,7 @@ def profile_fast(x: torch.Tensor, out: int, rounds: int = 3) -> dict:
     Re-runs the steps of :func:`render_views` (same private functions, same chunks) with a timer
     around each; the stages add up to about one render.
     """
-    from . import batched as B
+    from ..render import batched as B
 
     n, _, h, w = x.shape
     pol = make_policy("simclr", size=out)
@@ -401,64 +293,6 @@ def profile_fast(x: torch.Tensor, out: int, rounds: int = 3) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- run
-def tune_glibc_malloc() -> dict | None:
-    """Keep freed memory in the process (glibc malloc): no page faults on every fresh output tensor.
-
-    Large tensors (every batch of views) are otherwise returned to the OS when freed and faulted
-    in again, page by page, when the next batch is allocated, which on a VM can cost more than
-    rendering them. This is the usual CPU advice for PyTorch (or use jemalloc / tcmalloc, or set
-    ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``); the benchmark applies it to every
-    pipeline alike. Returns the settings, or None where glibc's ``mallopt`` is unavailable.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or platform.system() != "Linux":
-        return None
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim, m_mmap = -1, -3  # mallopt parameters M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
-        ok = libc.mallopt(m_mmap, 32 << 20) == 1 and libc.mallopt(m_trim, 1 << 30) == 1
-    except (OSError, AttributeError):
-        return None
-    return {"mmap_threshold": 32 << 20, "trim_threshold": 1 << 30} if ok else None
-
-
-def machine_info(threads: int) -> dict:
-    """Where the figures come from."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"platform": platform.platform(), "cpu": cpu, "logical_cpus": os.cpu_count(), "threads": threads,
-            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
-    try:
-        import PIL
-
-        info["pillow"] = PIL.__version__
-    except ImportError:
-        info["pillow"] = None
-    try:
-        import kornia
-
-        info["kornia"] = kornia.__version__
-    except ImportError:
-        info["kornia"] = None
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-    try:
-        info["load_average"] = list(os.getloadavg())
-    except OSError:
-        pass
-    return info
-
-
 def run(
     *,
     quick: bool = False,
@@ -506,7 +340,7 @@ def run(
             timers.append(Timed("kornia batched", kstep, case.batch))
         timers += _jointaug_timers(x, case.out, "cpu", 0)
         timers += _sampling_timers(case.batch, case.src, case.out)
-        _round_robin(timers, rounds)
+        round_robin(timers, rounds)
         row = {"src": case.src, "out": case.out, "batch": case.batch, "images": source,
                "pairs_per_s": {t.name: t.pairs_per_s for t in timers},
                "best_pairs_per_s": {t.name: t.best_pairs_per_s for t in timers},
@@ -553,7 +387,7 @@ def _cuda_case(x: torch.Tensor, case: Case, rounds: int, log: Callable[[str], No
             if mode == "fast" and crop == "random":
                 timers.append(Timed("fast random render incl. H2D copy", lambda p=params: render_views(
                     pin.to(dev, non_blocking=True), p, mode="fast", mean=IMAGENET_MEAN, std=IMAGENET_STD), n))
-    _round_robin(timers, max(rounds, 3), sync)
+    round_robin(timers, max(rounds, 3), sync)
     out["pairs_per_s"] = {t.name: t.pairs_per_s for t in timers}
     out["us_per_image"] = {t.name: 1e6 / t.pairs_per_s for t in timers}
     log(f"    cuda: {out['pairs_per_s']}")
@@ -685,14 +519,40 @@ def markdown(result: dict, command: str) -> str:
 
 def write(result: dict, out_dir: str | Path, command: str) -> tuple[Path, Path]:
     """Write ``augment.json`` and ``augment.md`` into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     result = dict(result, command=command)
-    pj, pm = out / "augment.json", out / "augment.md"
-    pj.write_text(json.dumps(result, indent=2) + "\n")
-    pm.write_text(markdown(result, command))
-    return pj, pm
+    return write_results(result, markdown(result, command), Path(out_dir) / "augment")
+
+
+# ---------------------------------------------------------------------------------------------- command
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``jointaug bench augment``."""
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and one round (smoke test, not for reporting)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for every pipeline (default 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="timing rounds per pipeline (default 7, quick 1)")
+    parser.add_argument("--out", default="benchmarks/results", help="folder for augment.json and augment.md")
+    parser.add_argument("--data", default=None, help="CIFAR-10 JPEG archive (default: ../shared/datasets/...)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="also benchmark CUDA: auto (when present), cpu (never), cuda (required)")
+    parser.add_argument("--no-kornia", action="store_true", help="skip the kornia row")
+    parser.add_argument("--no-malloc-tune", action="store_true",
+                        help="leave glibc malloc's defaults (memory returned to the OS after every batch)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the benchmark, print its table, write augment.json and augment.md."""
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.rounds is not None and args.rounds < 1:
+        raise ValueError(f"--rounds must be >= 1, got {args.rounds}")
+    command = getattr(args, "command_line", None) or "jointaug bench augment"
+    result = run(quick=args.quick, threads=args.threads, rounds=args.rounds, cifar=args.data, device=args.device,
+                 kornia=not args.no_kornia, malloc_tune=not args.no_malloc_tune,
+                 log=lambda s: print(s, file=sys.stderr, flush=True))
+    pj, pm = write(result, args.out, command)
+    print(pm.read_text())
+    print(f"wrote {pj} and {pm}", file=sys.stderr)
+    return 0
 
 
 __all__ = ["Case", "FULL_CASES", "QUICK_CASES", "PILPipeline", "kornia_pipeline", "mode_difference", "run",
-           "markdown", "write", "benchmark_images", "procedural_images", "machine_info"]
+           "markdown", "write", "benchmark_images", "procedural_images", "machine_info", "add_arguments", "main"]
