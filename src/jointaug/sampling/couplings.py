@@ -4,6 +4,7 @@ A coupling is ``Coupling(param, views, law)``. ``law`` is one of
 
 - :class:`Independent` — each view draws Uniform[lo, hi] on its own (the baseline);
 - :class:`RatioLaw` — JC(beta) on ln(x_j / x_i) (J-Crop, J-Blur, J-Color);
+- :class:`FixedRatio` — the ratio of the two values fixed (SDF versus area ratio, paper Fig. 2);
 - :class:`Same` — view j copies view i (LooC's shared augmentation); for a whole group of
   parameters (``"color"``, ``"crop"``, ``"blur"``...) every field of the group is copied;
 - :class:`UserJoint` — any user function ``fn(n, lo, hi, generator) -> (x_i, x_j)``.
@@ -15,6 +16,7 @@ turns; ``"crop_mean"``: the per-image mean of the multi-object Gaussian crops, M
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -82,6 +84,34 @@ class RatioLaw(Law):
             v = torch.full((n,), float(lo), dtype=torch.float64)
             return v, v.clone()
         return self.law(lo, hi).sample(n, generator)
+
+
+@dataclass(frozen=True)
+class FixedRatio(Law):
+    """max(x_i, x_j) / min(x_i, x_j) = ``ratio`` exactly (the paper's Fig. 2 pairs); a fair coin picks
+    the larger view and the smaller value is uniform on [lo, hi / ratio], so both stay in range."""
+
+    ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        r = self.ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 1:
+            raise ValueError(f"FixedRatio: ratio must be a finite number >= 1 (the larger over the smaller "
+                             f"value), got {r!r}")
+
+    def check(self, lo: float, hi: float) -> None:
+        """Raise a ValueError naming the range when ``ratio`` does not fit in [lo, hi]."""
+        if self.ratio > hi / lo * (1 + 1e-12):
+            raise ValueError(f"FixedRatio: ratio {self.ratio:g} does not fit in the range [{lo:g}, {hi:g}] "
+                             f"(at most hi/lo = {hi / lo:g})")
+
+    def sample_pair(self, n, lo, hi, generator):
+        self.check(lo, hi)
+        u, coin = torch.rand(2, n, generator=generator, dtype=torch.float64)
+        small = lo + u * (min(hi / self.ratio, hi) - lo)
+        big = (small * self.ratio).clamp(lo, hi)  # clamp only removes rounding at the upper end
+        first_small = coin < 0.5
+        return torch.where(first_small, small, big), torch.where(first_small, big, small)
 
 
 @dataclass(frozen=True)
