@@ -10,8 +10,9 @@ initial weights and the same colour/flip draws: only the view law differs.
 The run folder (``runs/<timestamp>/`` or ``--out``) holds one training run per policy (e.g.
 ``random-crop/`` and ``j-crop/``: config, metrics.jsonl, TensorBoard events, checkpoint,
 summary.json), ``metrics.json`` (every summary and the untrained baseline), ``table.md``,
-``loss.png``, ``knn.png`` and ``pairs.png``. The table ends with the accuracy of the untrained
-initial weights (shared by every run), so what training added is visible.
+``loss.png``, ``knn.png``, ``pairs.png`` and the report (``report.html`` / ``report.md``, ``jointaug
+report``). The table ends with the accuracy of the untrained initial weights (shared by every run), so
+what training added is visible.
 Running it again with the same ``--out`` resumes unfinished runs from their checkpoints.
 """
 
@@ -260,6 +261,12 @@ def run_comparison(out: Path, recipe: str, overrides: list[str],
               "total_wall_time_s": time.perf_counter() - t_all, "table": table, "files": files}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "table.md").write_text(table + "\n")
+    try:  # report.html + report.md (jointaug report): a few seconds; never costs the results
+        from jointaug.experiments.report import write_report
+
+        write_report(out)
+    except Exception as exc:
+        print(f"jointaug run: note: report skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
     return result
 
 
