@@ -42,6 +42,8 @@ __all__ = [
 #: data-set names accepted when the data package does not list its own
 _FALLBACK_DATASETS = ("synthetic", "cifar10", "cifar100", "stl10", "folder", "imagenette", "tiny-imagenet",
                       "imagenet")
+#: image-folder data sets (JPEG draft decoding, ``data.max_resolution``)
+_FOLDER_SETS = ("folder", "imagenette", "tiny-imagenet", "imagenet")
 #: data sets that need no ``data.root``
 _NO_ROOT = ("synthetic",)
 #: image and view sizes (px) accepted for ``data.size`` / ``aug.size``: below 8 px the renderer and the
@@ -97,6 +99,8 @@ class DataConfig:
     std: list[float] | None = None
     to_device: bool = True  # fixed-size sets: keep the uint8 images on the training device (GPU)
     verify: bool = True  # check the MD5 of official archives (cifar10/100, stl10); false for re-packed ones
+    draft: bool = True  # folder sets: decode JPEGs at 1/2-1/8 scale when every view keeps >= 1 source px per px
+    max_resolution: int | None = None  # folder sets: decoded cache, shorter side shrunk to <= this (None: off)
 
 
 @dataclass
@@ -140,6 +144,7 @@ class AugConfig:
     joint_pairs: str = "global"  # coupled pairs: global (0-1) | local (2-3, 4-5 ...) | both | cross (0-2, 1-3)
     mode: str = "fast"  # renderer: fast | exact
     where: str = "main"  # main (batched renderer in the training process) | workers (per image, DataLoader)
+    #                      | batches (batched renderer in DataLoader workers: the views of main, prepared ahead)
     crop_size: float = 0.4  # fixed-size crops: area fraction in (0, 1] (views keep the crop's size unless aug.size)
     alpha: float = 1.0  # gcc family: variance scale of the Gaussian centre (std = sqrt(alpha * side))
     gcc_range: list[float] = field(default_factory=lambda: [0.25, 0.75])  # mgcc / mcgcc: mean ~ U(a, b) * side
@@ -490,6 +495,14 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     c.number("data.test_limit", lo=1, optional=True)
     c.number("data.num_workers", lo=0)
     c.choice("data.on_error", ("raise", "skip"))
+    c.number("data.max_resolution", lo=MIN_IMAGE_SIZE, hi=MAX_IMAGE_SIZE, optional=True)
+    if cfg.data.max_resolution is not None:
+        if cfg.data.name not in _FOLDER_SETS:
+            c.fail("data.max_resolution", f"applies to image-folder sets ({', '.join(_FOLDER_SETS)}), "
+                                          f"not {cfg.data.name!r}")
+        if cfg.data.size is not None:
+            c.fail("data.max_resolution", f"give data.size (square images, {cfg.data.size} px) or "
+                                          "data.max_resolution (bounded shorter side), not both")
     c.floats("data.mean", 3)
     c.floats("data.std", 3, positive=True)
     if (cfg.data.mean is None) != (cfg.data.std is None):
@@ -546,7 +559,7 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     c.choice("aug.bound", ("paper", "code"))
     c.choice("aug.fallback", ("whole", "center"))
     c.choice("aug.mode", ("fast", "exact"))
-    c.choice("aug.where", ("main", "workers"))
+    c.choice("aug.where", ("main", "workers", "batches"))
     _check_multicrop(c, cfg)
     _check_ccrop(c, cfg)
     from jointaug.methods import METHODS as _M

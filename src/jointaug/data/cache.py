@@ -13,6 +13,11 @@ file's blocks are reserved up front (``posix_fallocate``, so a memory-mapped wri
 bus error when the disk fills) and every file is written under a temporary name, renamed into
 place when complete and removed when anything fails.
 
+Variable-size sets decoded at a bounded resolution (folder ``max_resolution``) are *packed*: the
+images lie back to back in ``.packed.bin`` (raw uint8, image i is [3, H_i, W_i] at offset
+sum_{j<i} 3 H_j W_j), their sizes in ``.shapes.npy`` (int64 [N, 2]); the file is memory-mapped, so
+memory stays bounded by what the pages in use need (:class:`PackedWriter`).
+
 Default directory: ``$JOINTAUG_CACHE_DIR``, else ``$XDG_CACHE_HOME/jointaug``, else
 ``~/.cache/jointaug``.
 """
@@ -36,6 +41,7 @@ __all__ = [
     "CACHE_VERSION",
     "FREE_SPACE_MARGIN",
     "ArrayWriter",
+    "PackedWriter",
     "atomic_write_bytes",
     "CacheSpaceError",
     "default_cache_dir",
@@ -44,6 +50,7 @@ __all__ = [
     "file_fingerprint",
     "load_entry",
     "load_images_mmap",
+    "load_packed_mmap",
     "save_entry",
 ]
 
@@ -130,10 +137,18 @@ def load_images_mmap(path: str | os.PathLike, count: int | None = None) -> Tenso
     return torch.from_numpy(arr)
 
 
+def load_packed_mmap(path: str | os.PathLike) -> Tensor:
+    """Memory-map a packed image file (raw uint8, see the module docstring) as a flat tensor (copy-on-write)."""
+    if os.path.getsize(path) == 0:
+        return torch.zeros(0, dtype=torch.uint8)
+    return torch.from_numpy(np.memmap(path, dtype=np.uint8, mode="c"))
+
+
 def load_entry(cache_dir: Path, stem: str) -> dict[str, Any] | None:
     """Return a cache entry's metadata (plus ``labels`` and ``images_path``), or None when absent.
 
-    ``images_path`` is None for entries that record a variable-size set (metadata only).
+    ``images_path`` is None for entries that record a variable-size set (metadata only); packed
+    entries (``packed: true``) also get ``shapes`` (int64 [N, 2]).
     """
     images_p, labels_p, meta_p = _paths(cache_dir, stem)
     if not meta_p.is_file():
@@ -142,7 +157,15 @@ def load_entry(cache_dir: Path, stem: str) -> dict[str, Any] | None:
         meta = json.loads(meta_p.read_text())
         if meta.get("version") != CACHE_VERSION:
             return None
-        if meta.get("fixed", True):
+        if meta.get("packed", False):
+            packed_p, shapes_p = cache_dir / f"{stem}.packed.bin", cache_dir / f"{stem}.shapes.npy"
+            if not packed_p.is_file() or not shapes_p.is_file():
+                return None
+            meta["images_path"] = str(packed_p)
+            meta["shapes"] = np.load(shapes_p).astype(np.int64).reshape(-1, 2)
+            if int(3 * (meta["shapes"][:, 0] * meta["shapes"][:, 1]).sum()) != packed_p.stat().st_size:
+                return None  # truncated or foreign file: rebuild
+        elif meta.get("fixed", True):
             if not images_p.is_file():
                 return None
             meta["images_path"] = str(images_p)
@@ -249,3 +272,71 @@ class ArrayWriter:
                 self.tmp_path.unlink()
             except OSError:
                 pass
+
+
+class PackedWriter:
+    """Variable-size uint8 images [3, H_i, W_i] appended to one flat file, committed as a packed entry.
+
+    Written sequentially under a temporary name (free space checked every 256 images for the next
+    256 at ``max_bytes_per_image``); kept in memory when the cache directory is not writable.
+    """
+
+    def __init__(self, cache_dir: Path, stem: str, max_bytes_per_image: int) -> None:
+        self.cache_dir, self.stem, self.per_image = cache_dir, stem, int(max_bytes_per_image)
+        self.shapes: list[tuple[int, int]] = []
+        self.tmp_path: Path | None = cache_dir / f"{stem}.packed.tmp{os.getpid()}.bin"
+        self._mem: list[bytes] | None = None
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            self._fh: Any = open(self.tmp_path, "wb")
+        except OSError as exc:
+            warnings.warn(f"cache directory {cache_dir} is not writable ({exc}); keeping data in memory", stacklevel=2)
+            self.tmp_path, self._fh, self._mem = None, None, []
+
+    def append(self, image: np.ndarray) -> None:
+        """Append one uint8 [3, H, W] image."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"PackedWriter: expected uint8 [3, H, W], got {image.dtype} {image.shape}")
+        if self._mem is not None:
+            self._mem.append(np.ascontiguousarray(image).tobytes())
+        else:
+            if len(self.shapes) % 256 == 0:
+                ensure_free_space(self.cache_dir, 256 * self.per_image, f"the packed image cache {self.stem}")
+            try:
+                self._fh.write(np.ascontiguousarray(image).data)
+            except OSError as exc:
+                self.discard()
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise CacheSpaceError(_space_message(self.cache_dir, f"the packed image cache {self.stem}",
+                                                         image.nbytes, None)) from exc
+                raise
+        self.shapes.append((int(image.shape[1]), int(image.shape[2])))
+
+    def commit(self, meta: dict[str, Any], labels: np.ndarray) -> tuple[Tensor, np.ndarray]:
+        """Save the entry (when file-backed); return the flat images (memory-mapped) and the shapes [N, 2]."""
+        shapes = np.asarray(self.shapes, dtype=np.int64).reshape(-1, 2)
+        if self._mem is not None:
+            return torch.frombuffer(bytearray(b"".join(self._mem)), dtype=torch.uint8), shapes
+        assert self.tmp_path is not None
+        self._fh.close()
+        final = self.cache_dir / f"{self.stem}.packed.bin"
+        shapes_p = self.cache_dir / f"{self.stem}.shapes.npy"
+        tmp_shapes = shapes_p.with_name(f"{shapes_p.name}.tmp{os.getpid()}.npy")
+        try:
+            np.save(tmp_shapes, shapes)
+            os.replace(tmp_shapes, shapes_p)
+            os.replace(self.tmp_path, final)
+            save_entry(self.cache_dir, self.stem, dict(meta, packed=True, fixed=False, count=len(shapes)), labels)
+        except BaseException:
+            tmp_shapes.unlink(missing_ok=True)
+            self.tmp_path.unlink(missing_ok=True)
+            raise
+        return load_packed_mmap(final), shapes
+
+    def discard(self) -> None:
+        """Drop the temporary file (decoding failed)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self.tmp_path is not None:
+            self.tmp_path.unlink(missing_ok=True)

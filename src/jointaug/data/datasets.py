@@ -52,7 +52,7 @@ def _call(fn: Callable[..., ImageDataset], name: str, args: dict[str, Any], opti
         extra = sorted(set(params) - set(args) - {"name", "split"})
         raise ValueError(f"{name}: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(extra) or 'none'}")
     for key, value in args.items():  # on_error/download are harmless no-ops where they do not apply
-        if key not in params and key not in ("on_error", "download") and value is not None:
+        if key not in params and key not in ("on_error", "download", "decode_side") and value is not None:
             raise ValueError(f"{name}: option {key}={value!r} does not apply to this data set")
     return fn(**{k: v for k, v in args.items() if k in params}, **options)
 
@@ -67,6 +67,7 @@ def build_dataset(
     on_error: str = "raise",
     cache_dir: str | None = None,
     limit: int | None = None,
+    decode_side: int | None = None,
     **options: Any,
 ) -> ImageDataset:
     """Build data set ``name`` for ``split``; see the module docstring and ``docs/data.md``.
@@ -76,6 +77,9 @@ def build_dataset(
     class-stratified subset of that many images (earliest images of each class, see
     :func:`~jointaug.data.base.stratified_subset`). ``on_error``: "raise" or "skip" for
     unreadable images (folder sets). ``cache_dir``: where decoded arrays are cached.
+    ``decode_side``: a hint that images need a shorter side of at least this many pixels, so JPEGs
+    may decode at a reduced DCT scale (folder sets; ignored by the others). Folder sets also take
+    ``max_resolution`` (decoded cache with shorter sides bounded; see ``jointaug.data.folder``).
     """
     key = name.lower()
     splits = dataset_splits(key)
@@ -88,7 +92,7 @@ def build_dataset(
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
     args: dict[str, Any] = {"root": root, "download": download, "size": size, "on_error": on_error,
-                            "cache_dir": cache_dir, "limit": limit}
+                            "cache_dir": cache_dir, "limit": limit, "decode_side": decode_side}
     if key == "synthetic":
         if root is not None:
             raise ValueError("synthetic: root does not apply (the set is generated, then cached in cache_dir)")

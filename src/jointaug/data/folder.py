@@ -19,6 +19,13 @@ resizes the shorter side to s and centre-crops) are decoded once into the uint8 
 memory-mapped afterwards. Variable-size folders decode per item: directories and plain ``.tar``
 files are read in place (tar members by byte offset, the file opened lazily per worker); a
 compressed tar is extracted once into the cache directory, because random access into gzip is slow.
+
+Decoding only what is needed: ``decode_side`` lets JPEGs decode at 1/2, 1/4 or 1/8 scale (Pillow's
+draft mode) while the shorter side stays >= it (the trainer derives it from the views; see
+:func:`~jointaug.data.io.decode_min_side`). ``max_resolution`` (like FFCV's max resolution) decodes
+every image once, shrinks its shorter side to at most that many pixels (aspect kept, never
+enlarged) and keeps the result in the cache: a fixed-size array when all sizes agree, else a packed
+memory-mapped file (:class:`~jointaug.data.base.PackedImageDataset`); the bound is in the cache key.
 Corrupt images raise :class:`~jointaug.data.io.ImageReadError` naming the file, or with
 ``on_error="skip"`` are left out and listed in ``dataset.skipped``.
 """
@@ -34,21 +41,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from .base import (
     DirSource,
     FileImageDataset,
     ImageDataset,
+    PackedImageDataset,
     TarSource,
     TensorImageDataset,
+    bound_resize,
     clean_member_name,
     member_too_big,
+    one_thread,
     resize_square,
     safe_member_name,
     stratified_subset,
 )
 from .cache import (
     ArrayWriter,
+    PackedWriter,
     atomic_write_bytes,
     default_cache_dir,
     ensure_free_space,
@@ -56,6 +68,7 @@ from .cache import (
     file_fingerprint,
     load_entry,
     load_images_mmap,
+    load_packed_mmap,
     save_entry,
 )
 from .io import ImageReadError, is_image_name, load_image, max_image_pixels, max_member_bytes
@@ -322,7 +335,7 @@ class _Decoded:
 
 
 def _decode_fixed(items: Iterator[tuple[int, str, Callable[[], Any]]], n: int, size: int | None,
-                  on_error: str, cdir: Path, stem: str) -> _Decoded:
+                  on_error: str, cdir: Path, stem: str, max_resolution: int | None = None) -> _Decoded:
     """Decode every item into an [N, 3, H, W] writer; stop early when sizes differ (variable set)."""
     res = _Decoded()
     valid = np.zeros(n, dtype=bool)
@@ -337,6 +350,8 @@ def _decode_fixed(items: Iterator[tuple[int, str, Callable[[], Any]]], n: int, s
                 continue
             if size is not None:
                 img = resize_square(img[None], size)[0]
+            elif max_resolution is not None:
+                img = bound_resize(img, max_resolution)
             h, w = int(img.shape[1]), int(img.shape[2])
             if res.writer is None:
                 res.writer = ArrayWriter(cdir, stem, (n, 3, h, w))
@@ -365,10 +380,21 @@ def build_folder(
     cache_dir: str | None = None,
     limit: int | None = None,
     test_is_val: bool = False,
+    decode_side: int | None = None,
+    max_resolution: int | None = None,
 ) -> ImageDataset:
-    """Read an image-folder tree (directory, ``.tar`` or compressed tar) as ``split``."""
+    """Read an image-folder tree (directory, ``.tar`` or compressed tar) as ``split``.
+
+    ``decode_side``: JPEG draft target (shorter side kept >= it; None: full decode).
+    ``max_resolution``: decoded cache with shorter sides shrunk to at most this (None: off).
+    """
     if root is None:
         raise ValueError(f"{name}: root=<folder or tar archive> is required")
+    for key, val in (("decode_side", decode_side), ("max_resolution", max_resolution)):
+        if val is not None and (not isinstance(val, int) or isinstance(val, bool) or val < 1):
+            raise ValueError(f"{name}: {key} must be a positive integer or None, got {val!r}")
+    if size is not None and max_resolution is not None:
+        raise ValueError(f"{name}: give size (square images) or max_resolution (bounded shorter side), not both")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     path = Path(root).expanduser()
@@ -376,15 +402,19 @@ def build_folder(
         raise FileNotFoundError(f"{name} root {path} does not exist")
     kind = "dir" if path.is_dir() else _archive_kind(path)
     cdir = default_cache_dir(cache_dir)
+    # what the build decodes at: a square size or the bound need no more; else the views' need
+    draft = size if size is not None else max_resolution if max_resolution is not None else decode_side
     opts = {"split": split, "size": size, "limit": limit, "on_error": on_error, "test_is_val": test_is_val,
             "max_pixels": max_image_pixels(), "max_member": max_member_bytes()}
+    if draft is not None:  # only then in the key, so entries made before these options stay valid
+        opts.update(draft=draft, max_resolution=max_resolution)
 
     stem = ""
     if kind != "dir":  # archives: the key needs no listing, so a cache hit skips reading the archive
         stem = entry_stem("folder", dict(opts, source=file_fingerprint(path)))
         entry = load_entry(cdir, stem)
         if entry is not None:
-            return _from_entry(entry, name, split, path, kind)
+            return _from_entry(entry, name, split, path, kind, decode_side)
 
     offsets: dict[str, tuple[int, int]] = {}
     blobs: dict[str, bytes] | None = None
@@ -397,7 +427,7 @@ def build_folder(
     elif kind == "tar":
         offsets, dirs = _index_tar(path)
         all_files = list(offsets)
-        tsrc = TarSource(path, offsets)
+        tsrc = TarSource(path, offsets, min_side=draft)
 
         def read_text(rel: str) -> str:
             return tsrc.read_bytes(rel).decode("utf-8", "replace")
@@ -424,28 +454,36 @@ def build_folder(
         stem = entry_stem("folder", dict(opts, source=str(path.resolve()), files=fps))
         entry = load_entry(cdir, stem)
         if entry is not None:
-            return _from_entry(entry, name, split, path, kind)
+            return _from_entry(entry, name, split, path, kind, decode_side)
 
     rows = {f: i for i, f in enumerate(files)}
-    if kind == "dir":
-        items: Iterator[tuple[int, str, Callable[[], Any]]] = (
-            (i, str(path / f), partial(load_image, path / f, name=str(path / f))) for i, f in enumerate(files))
-    elif kind == "tar":
-        order = sorted(range(len(files)), key=lambda i: offsets[files[i]][0])
-        items = ((i, tsrc.describe(files[i]), partial(tsrc.load, files[i])) for i in order)
-    elif blobs is not None:  # compressed tar already held in memory
-        held = blobs
-        items = ((i, f"{path}:{f}", partial(_refuse, f"{path}:{f}", too_big[f]) if f in too_big
-                  else partial(load_image, held[f], name=f"{path}:{f}")) for i, f in enumerate(files))
-    else:
-        items = ((row, f"{path}:{member}", partial(load_image, data, name=f"{path}:{member}") if data is not None
-                  else partial(_refuse, f"{path}:{member}", reason))
-                 for row, member, data, reason in _iter_archive(path, rows))
 
-    dec = _decode_fixed(items, len(files), size, on_error, cdir, stem)
+    def make_items() -> Iterator[tuple[int, str, Callable[[], Any]]]:
+        """(row, description, decoder) of every image, in the order cheapest for the source."""
+        if kind == "dir":
+            return ((i, str(path / f), partial(load_image, path / f, name=str(path / f), min_side=draft))
+                    for i, f in enumerate(files))
+        if kind == "tar":
+            order = sorted(range(len(files)), key=lambda i: offsets[files[i]][0])
+            return ((i, tsrc.describe(files[i]), partial(tsrc.load, files[i])) for i in order)
+        if blobs is not None:  # compressed tar already held in memory
+            held = blobs
+            return ((i, f"{path}:{f}", partial(_refuse, f"{path}:{f}", too_big[f]) if f in too_big
+                     else partial(load_image, held[f], name=f"{path}:{f}", min_side=draft))
+                    for i, f in enumerate(files))
+        return ((row, f"{path}:{member}", partial(load_image, data, name=f"{path}:{member}", min_side=draft)
+                 if data is not None else partial(_refuse, f"{path}:{member}", reason))
+                for row, member, data, reason in _iter_archive(path, rows))
+
+    with one_thread():
+        dec = _decode_fixed(make_items(), len(files), size, on_error, cdir, stem, max_resolution)
+    meta: dict[str, Any] = {"classes": classes, "source": str(path), "name": name, "split": split}
+    if dec.variable and max_resolution is not None:
+        with one_thread():
+            return _decode_packed(make_items(), files, labels, max_resolution, on_error, cdir, stem, meta,
+                                  name, split, path)
     if not dec.variable:
         blobs = None  # free the archive's bytes before committing
-    meta: dict[str, Any] = {"classes": classes, "source": str(path), "name": name, "split": split}
     if not dec.variable:
         assert dec.valid is not None
         if dec.writer is None:
@@ -463,7 +501,7 @@ def build_folder(
                                       skipped=dec.skipped, info={"source": str(path)})
         entry = load_entry(cdir, stem)
         assert entry is not None
-        return _from_entry(entry, name, split, path, kind)
+        return _from_entry(entry, name, split, path, kind, decode_side)
 
     # variable-size: decode per item from the directory, the tar, or an extracted copy of a ztar
     if kind == "ztar":
@@ -481,7 +519,7 @@ def build_folder(
         meta["extract_dir"] = str(extract)
     skipped: list[str] = []
     if on_error == "skip":
-        source = _source(path, kind, meta.get("extract_dir"), offsets)
+        source = _source(path, kind, meta.get("extract_dir"), offsets, decode_side)
         ok = []
         for i, f in enumerate(files):
             if f in too_big:
@@ -501,36 +539,83 @@ def build_folder(
     except OSError as exc:
         warnings.warn(f"could not write cache entry in {cdir}: {exc}", stacklevel=2)
         meta["labels"] = labels
-        return _variable(meta, labels, name, split, path, kind)
+        return _variable(meta, labels, name, split, path, kind, decode_side)
     entry = load_entry(cdir, stem)
     assert entry is not None
-    return _from_entry(entry, name, split, path, kind)
+    return _from_entry(entry, name, split, path, kind, decode_side)
 
 
-def _source(path: Path, kind: str, extract_dir: str | None, offsets: dict[str, tuple[int, int]]
-            ) -> DirSource | TarSource:
+def _source(path: Path, kind: str, extract_dir: str | None, offsets: dict[str, tuple[int, int]],
+            min_side: int | None = None) -> DirSource | TarSource:
     if kind == "dir":
-        return DirSource(path)
+        return DirSource(path, min_side)
     if kind == "tar":
-        return TarSource(path, offsets)
+        return TarSource(path, offsets, min_side)
     assert extract_dir is not None
-    return DirSource(extract_dir)
+    return DirSource(extract_dir, min_side)
 
 
-def _variable(meta: dict[str, Any], labels: Any, name: str, split: str, path: Path, kind: str) -> FileImageDataset:
+def _decode_packed(items: Iterator[tuple[int, str, Callable[[], Any]]], files: list[str], labels: np.ndarray,
+                   max_resolution: int, on_error: str, cdir: Path, stem: str, meta: dict[str, Any], name: str,
+                   split: str, path: Path) -> PackedImageDataset:
+    """Decode every image, bound its shorter side to ``max_resolution`` and pack them into one cache file."""
+    decoded: dict[int, Tensor] = {}
+    next_row, kept, skipped = 0, [], []
+    writer = PackedWriter(cdir, stem, 3 * max_resolution * max_resolution * 4)  # aspect up to 4 assumed for the
+    try:                                                                        # free-space check only
+        for row, desc, get in items:  # rows may come out of order (tar offsets): write in row order
+            try:
+                decoded[row] = bound_resize(get(), max_resolution)
+            except ImageReadError:
+                if on_error == "raise":
+                    raise
+                skipped.append(desc)
+                decoded[row] = None  # type: ignore[assignment]
+            while next_row in decoded:
+                img = decoded.pop(next_row)
+                if img is not None:
+                    writer.append(img.numpy())
+                    kept.append(next_row)
+                next_row += 1
+        if not kept:
+            raise ValueError(f"{path}: none of the {len(files)} images in split {split!r} could be read "
+                             f"(first: {skipped[0] if skipped else '?'})")
+        keep = np.asarray(kept, dtype=np.int64)
+        meta = dict(meta, skipped=skipped, files=[files[i] for i in kept], max_resolution=max_resolution)
+        flat, shapes = writer.commit(meta, labels[keep])
+    except BaseException:
+        writer.discard()
+        raise
+    return PackedImageDataset(flat if writer.tmp_path is None else None, shapes, labels[keep], meta["classes"],
+                              name=name, split=split, files=meta["files"], skipped=skipped,
+                              loader=None if writer.tmp_path is None else
+                              partial(load_packed_mmap, str(cdir / f"{stem}.packed.bin")),
+                              info={"source": str(path), "cache": str(cdir / f"{stem}.packed.bin")})
+
+
+def _variable(meta: dict[str, Any], labels: Any, name: str, split: str, path: Path, kind: str,
+              min_side: int | None = None) -> FileImageDataset:
     files = list(meta["files"])
     offsets = {f: (int(o[0]), int(o[1])) for f, o in zip(files, meta.get("offsets", []))}
     extract_dir = meta.get("extract_dir")
     if kind == "ztar" and (extract_dir is None or not Path(extract_dir).is_dir()):
         raise FileNotFoundError(f"{path}: extracted copy {extract_dir} is missing; clear the cache entry and reload")
-    return FileImageDataset(_source(path, kind, extract_dir, offsets), files, labels, meta["classes"], name=name,
+    return FileImageDataset(_source(path, kind, extract_dir, offsets, min_side), files, labels, meta["classes"],
+                            name=name,
                             split=split, skipped=meta.get("skipped", []), info={"source": str(path)})
 
 
-def _from_entry(entry: dict[str, Any], name: str, split: str, path: Path, kind: str) -> ImageDataset:
-    """Rebuild a data set from its cache entry (fixed: memory-mapped array; variable: file list)."""
+def _from_entry(entry: dict[str, Any], name: str, split: str, path: Path, kind: str,
+                min_side: int | None = None) -> ImageDataset:
+    """Rebuild a data set from its cache entry (fixed: memory-mapped array; packed: memory-mapped file;
+    variable: file list)."""
+    if entry.get("packed"):
+        return PackedImageDataset(None, entry["shapes"], entry["labels"], entry["classes"], name=name, split=split,
+                                  loader=partial(load_packed_mmap, entry["images_path"]), files=entry["files"],
+                                  skipped=entry.get("skipped", []),
+                                  info={"source": str(path), "cache": entry["images_path"]})
     if entry["images_path"] is None:
-        return _variable(entry, entry["labels"], name, split, path, kind)
+        return _variable(entry, entry["labels"], name, split, path, kind, min_side)
     loader = partial(load_images_mmap, entry["images_path"], entry["count"])
     return TensorImageDataset(None, entry["labels"], entry["classes"], name=name, split=split, loader=loader,
                               skipped=entry.get("skipped", []),

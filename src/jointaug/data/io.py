@@ -17,6 +17,10 @@ RGB. Conversions (Pillow mode -> RGB):
   (``rgb * alpha / 255``, rounded); a fully transparent pixel becomes black, an opaque one keeps
   its colour.
 - ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ``RGBX``: Pillow's own conversion to RGB.
+- JPEG at a reduced scale (``min_side``): Pillow's draft mode decodes the DCT at 1/2, 1/4 or 1/8
+  scale, the smallest reduction whose shorter side stays >= ``min_side`` (never below it; other
+  formats and images already smaller than that decode in full). :func:`decode_min_side` gives
+  the side a view needs.
 - Multi-frame files (GIF, TIFF): the first frame. EXIF orientation is **not** applied (the stored
   pixel grid is used, as most data-set loaders do).
 
@@ -34,6 +38,7 @@ will decompress (default 256 MiB; ``$JOINTAUG_MAX_MEMBER_BYTES``).
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import stat
@@ -51,6 +56,7 @@ __all__ = [
     "DEFAULT_MAX_MEMBER_BYTES",
     "IMAGE_EXTENSIONS",
     "ImageReadError",
+    "decode_min_side",
     "is_image_name",
     "load_image",
     "max_image_pixels",
@@ -225,10 +231,27 @@ def _open_regular(path: Path, label: str) -> io.BufferedReader:
         raise
 
 
-def load_image(path_or_bytes: str | os.PathLike | bytes | Image.Image, *, name: str | None = None) -> Tensor:
+def decode_min_side(out_size: int, min_scale: float, ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> int:
+    """The shorter image side a resized crop needs so that it is never upsampled (JPEG draft target).
+
+    A crop covering area fraction ``s >= min_scale`` of an H x W image (H, W >= m, the shorter side)
+    with aspect ratio r in ``ratio`` has a shorter side of sqrt(s H W min(r, 1/r)) >= m sqrt(s q),
+    q = the smallest min(r, 1/r) allowed. Asking m >= out_size / sqrt(min_scale q) keeps every crop's
+    shorter side >= out_size source pixels, so the view only ever shrinks the decoded image.
+    """
+    if out_size < 1 or not 0 < min_scale <= 1 or not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"decode_min_side: bad view (size {out_size}, min scale {min_scale}, ratio {ratio})")
+    q = min(min(r, 1 / r) for r in ratio)  # min(r, 1/r) is smallest at an end of the range
+    return int(math.ceil(out_size / math.sqrt(min_scale * q) - 1e-9))
+
+
+def load_image(path_or_bytes: str | os.PathLike | bytes | Image.Image, *, name: str | None = None,
+               min_side: int | None = None) -> Tensor:
     """Decode an image (path, encoded bytes or Pillow image) to a uint8 tensor [3, H, W] (RGB).
 
     ``name`` is used in error messages (e.g. ``archive.tar:train/cat/1.jpg`` for bytes from a tar).
+    ``min_side``: JPEGs may be decoded at 1/2, 1/4 or 1/8 scale (Pillow's draft mode) as long as the
+    shorter side stays >= ``min_side``; None decodes in full.
     """
     label = name
     try:
@@ -247,6 +270,8 @@ def load_image(path_or_bytes: str | os.PathLike | bytes | Image.Image, *, name: 
                 with Image.open(src) as img:
                     _check_pixels(img.size, str(label))
                     img.seek(0)
+                    if min_side is not None and img.format == "JPEG" and min(img.size) >= 2 * min_side:
+                        img.draft(None, (int(min_side), int(min_side)))  # largest 1/k with side/k >= min_side
                     img.load()
                     arr = pil_to_rgb_array(img)
     except ImageReadError:

@@ -211,7 +211,8 @@ def linear_probe_augmented(
     augment = augment or RandomResizedCropFlip(size, scale=scale, mean=mean, std=std)
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(train_ds, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_images,
-                        sampler=torch.utils.data.RandomSampler(train_ds, generator=gen), drop_last=False)
+                        sampler=torch.utils.data.RandomSampler(train_ds, generator=gen), drop_last=False,
+                        persistent_workers=num_workers > 0)  # workers start once, not every epoch
     dim = int(getattr(net, "feature_dim", 0)) or None
     if num_classes is None:
         num_classes = _count_classes(train_ds, test_ds)

@@ -1,6 +1,6 @@
 """Training batches of views: seeded, sharded over ranks, resumable at any step.
 
-Three paths, chosen from the data set and ``aug.where``:
+Four paths, chosen from the data set and ``aug.where``:
 
 - :class:`InMemoryViews` (fixed-size data sets, ``where=main``): the uint8 images stay in memory,
   on the GPU when training there; each step indexes its batch and renders the views in the main
@@ -10,6 +10,11 @@ Three paths, chosen from the data set and ``aug.where``:
   with ``BatchViews.from_list``.
 - :class:`WorkerViews` (``where=workers``): each worker renders its images' views one by one
   (the per-image path); batches arrive ready.
+- :class:`BatchWorkerViews` (``where=batches``): each worker builds a whole step's batch and renders
+  it with the batched renderer, drawing exactly what :class:`InMemoryViews` (fixed-size sets) or
+  :class:`LoaderViews` (variable-size sets) would draw in the main process, so the views are the
+  same; only where the work happens differs (the main process trains while workers prepare the
+  next batches: no data wait when they keep up).
 
 Randomness (one seed fixes everything): epoch ``e`` visits the images in the order
 ``randperm(N)`` drawn from ``derive_seed(seed, "shuffle", e)``; step ``s`` of that epoch uses the
@@ -41,12 +46,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from jointaug.seeding import derive_seed
 
 __all__ = [
+    "BatchWorkerViews",
     "InMemoryViews",
     "LoaderViews",
     "ShardedBatchSampler",
     "WorkerViews",
     "channel_stats",
     "derive_seed",
+    "views_decode_side",
     "epoch_permutation",
 ]
 
@@ -56,20 +63,44 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, "shuffle", epoch)))
 
 
-def channel_stats(images: Tensor, max_images: int = 10000) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (in [0, 1] units) of uint8 images [N, 3, H, W] (first ``max_images``)."""
+def channel_stats(images: Tensor, max_images: int = 10000, chunk_bytes: int = 1 << 24
+                  ) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (in [0, 1] units) of uint8 images [N, 3, H, W] (first ``max_images``).
+
+    Streaming and exact: each channel's histogram of the 256 byte values is accumulated over slices
+    of about ``chunk_bytes`` (no float copy of the set: a memory-mapped 750 MB set stays mapped), and
+    mean / variance come from the integer counts in float64, so the result equals the two-pass
+    float64 statistics up to float64 rounding.
+    """
     x = images[:max_images]
-    acc = torch.zeros(3, dtype=torch.float64)
-    acc2 = torch.zeros(3, dtype=torch.float64)
-    count = 0
-    for s in range(0, x.shape[0], 1024):
-        chunk = x[s:s + 1024].to(torch.float64) / 255.0
-        acc += chunk.sum(dim=(0, 2, 3))
-        acc2 += (chunk * chunk).sum(dim=(0, 2, 3))
-        count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
-    mean = acc / max(count, 1)
-    std = (acc2 / max(count, 1) - mean * mean).clamp_min(1e-12).sqrt()
+    if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"channel_stats: expected uint8 [N, 3, H, W], got {x.dtype} {tuple(x.shape)}")
+    counts = torch.zeros(3, 256, dtype=torch.int64)
+    per = max(1, chunk_bytes // max(1, x[0].numel())) if x.shape[0] else 1
+    for s in range(0, x.shape[0], per):
+        chunk = x[s:s + per]
+        for c in range(3):
+            counts[c] += torch.bincount(chunk[:, c].reshape(-1), minlength=256)
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    n = counts.sum(dim=1).clamp_min(1).to(torch.float64)
+    mean = (counts.to(torch.float64) * values).sum(dim=1) / n
+    var = (counts.to(torch.float64) * (values - mean[:, None]) ** 2).sum(dim=1) / n  # two-pass: no cancellation
+    std = var.clamp_min(1e-12).sqrt()
     return [round(float(m), 6) for m in mean], [round(max(float(s), 1e-3), 6) for s in std]
+
+
+def views_decode_side(policy: Any) -> int | None:
+    """The shorter image side every view of ``policy`` needs (:func:`jointaug.data.io.decode_min_side`,
+    the largest over views); None when a view keeps its crop's size or is not a resized crop (full decode)."""
+    from jointaug.data.io import decode_min_side
+
+    need = 0
+    for v in policy.views:
+        if v.size is None or v.crop != "resized":
+            return None
+        size = max(v.size) if isinstance(v.size, (tuple, list)) else int(v.size)
+        need = max(need, decode_min_side(int(size), float(v.scale[0]), tuple(v.ratio)))
+    return need or None
 
 
 class _Shard:
@@ -259,6 +290,86 @@ class WorkerViews:
                                  collate_fn=_collate_views, pin_memory=self.device.type == "cuda",
                                  persistent_workers=num_workers > 0)
         self.description = f"views rendered per image in {num_workers} DataLoader workers"
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[Tensor]]:
+        self.sampler.set_epoch(epoch, start_step)
+        for views in self.loader:
+            yield [v.to(self.device, non_blocking=True) for v in views]
+
+    def close(self) -> None:
+        """Shut the workers down."""
+        self.loader = None  # type: ignore[assignment]
+
+
+class _StepSampler(Sampler):
+    """Yields the ``(epoch, step)`` keys of one epoch from ``start_step`` (one key per batch)."""
+
+    def __init__(self, steps_per_epoch: int) -> None:
+        self.steps_per_epoch, self.epoch, self.start_step = steps_per_epoch, 0, 0
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        self.epoch, self.start_step = int(epoch), int(start_step)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch - self.start_step
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, s) for s in range(self.start_step, self.steps_per_epoch))
+
+
+class _StepViews(Dataset):
+    """``ds[(epoch, step)] -> list of V view batches`` of this rank: InMemoryViews' draws for fixed-size
+    sets, LoaderViews' draws for variable-size ones (see :class:`BatchWorkerViews`)."""
+
+    def __init__(self, base: Dataset, batch_views: Any, shard: _Shard, regions: Any) -> None:
+        self.base, self.batch_views, self.shard = base, batch_views, shard
+        self.regions, self.policies = regions, _policies(batch_views, regions)
+        fixed = getattr(base, "fixed_size", None)
+        self.hw = None if fixed is None else torch.tensor([[int(fixed[0]), int(fixed[1])]], dtype=torch.int64)
+        self._perm: tuple[int, Tensor] | None = None
+
+    def __len__(self) -> int:
+        return self.shard.steps_per_epoch
+
+    def _epoch_perm(self, epoch: int) -> Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, epoch_permutation(self.shard.n, self.shard.seed, epoch))
+        return self._perm[1]
+
+    def __getitem__(self, key: tuple[int, int]) -> list[Tensor]:
+        epoch, step = key
+        sh = self.shard
+        perm = self._epoch_perm(epoch)
+        idx = sh.local_indices(perm, step)
+        images = [self.base[i][0] for i in idx.tolist()]
+        if self.hw is not None:  # as InMemoryViews: the global batch's draws, this rank's slice
+            gen = torch.Generator().manual_seed(derive_seed(sh.seed, "aug", epoch, step))
+            policy, regions = _policy_for(self.policies, self.regions, epoch,
+                                          perm[step * sh.global_batch:(step + 1) * sh.global_batch])
+            params = policy.sample(self.hw.expand(sh.global_batch, 2), gen, regions=regions)
+            if sh.world > 1:
+                params = params.index(slice(sh.rank * sh.local_batch, (sh.rank + 1) * sh.local_batch))
+            return self.batch_views.replay(torch.stack(images), params)
+        gen = torch.Generator().manual_seed(derive_seed(sh.seed, "aug", epoch, step, sh.rank))
+        if self.regions is None:
+            return self.batch_views.from_list(images, gen)[0]
+        policy, regions = _policy_for(self.policies, self.regions, epoch, idx)
+        return self.batch_views.from_list(images, gen, policy=policy, regions=regions)[0]
+
+
+class BatchWorkerViews:
+    """Whole batches rendered by DataLoader workers with the batched renderer (``aug.where=batches``)."""
+
+    def __init__(self, dataset: Dataset, batch_views: Any, *, global_batch: int, rank: int, world: int, seed: int,
+                 device: torch.device, num_workers: int = 2, regions: Any = None) -> None:
+        self.shard = _Shard(len(dataset), global_batch, rank, world, seed)  # type: ignore[arg-type]
+        self.device = torch.device(device)
+        self.steps_per_epoch = self.shard.steps_per_epoch
+        self.sampler = _StepSampler(self.steps_per_epoch)
+        self.loader = DataLoader(_StepViews(dataset, batch_views, self.shard, regions), sampler=self.sampler,
+                                 batch_size=None, num_workers=num_workers, pin_memory=self.device.type == "cuda",
+                                 persistent_workers=num_workers > 0)
+        self.description = f"batches rendered by {num_workers} DataLoader workers (batched renderer)"
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[Tensor]]:
         self.sampler.set_epoch(epoch, start_step)

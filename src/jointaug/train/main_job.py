@@ -38,13 +38,13 @@ POLICIES: list[tuple[str, str, list[str]]] = [
 DEFAULT_POLICIES = "random,jcrop(0)"
 _RECIPES = {"synthetic": "simclr/synthetic", "cifar10": "simclr/cifar10", "cifar100": "simclr/cifar100",
             "stl10": "simclr/stl10", "tiny-imagenet": "simclr/tiny-imagenet", "imagenet": "simclr/imagenet",
-            "imagenette": "simclr/imagenet", "folder": "simclr/cifar10"}
+            "imagenette": "simclr/imagenette", "folder": "simclr/cifar10"}
 
 #: --quick: a tiny run for smoke tests (seconds)
 QUICK = ["data.limit=256", "data.test_limit=200", "model.backbone=convnet4", "model.backbone_kwargs.width=8",
          "method.params.proj_hidden_dim=64", "method.params.proj_out_dim=32", "optim.batch_size=64",
-         "optim.epochs=2", "optim.warmup_epochs=0", "train.knn_every=1", "eval.linear_epochs=10",
-         "train.log_every=1"]
+         "optim.epochs=2", "optim.warmup_epochs=0", "train.knn_every=1", "eval.linear_epochs=3",
+         "train.log_every=1", "data.num_workers=0"]  # no worker processes to start for 256 images
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -224,10 +224,10 @@ def run_comparison(out: Path, recipe: str, overrides: list[str],
     from jointaug.train.trainer import train
 
     policies = POLICIES if policies is None else policies
-    out.mkdir(parents=True, exist_ok=True)
     cfgs = {}
-    for label, folder, extra in policies:  # validate all before training any
+    for label, folder, extra in policies:  # validate all before training any (a bad config leaves no folder)
         cfgs[label] = load_config(recipe, [*overrides, *extra, f"train.out_dir={out / folder}", f"name={folder}"])
+    out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text("# the runs differ only in the view policy's aug.* keys: "
                                      + "; ".join(f"{lab}: {' '.join(ex)}" for lab, _, ex in policies) + "\n"
                                      + config_to_yaml(cfgs[policies[0][0]]))

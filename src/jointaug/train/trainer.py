@@ -41,7 +41,15 @@ from jointaug.checkpoint import (
     set_rng_state,
 )
 from jointaug.config import build_policy, config_to_yaml, scaled_lr
-from jointaug.train.data import InMemoryViews, LoaderViews, WorkerViews, channel_stats, derive_seed
+from jointaug.train.data import (
+    BatchWorkerViews,
+    InMemoryViews,
+    LoaderViews,
+    WorkerViews,
+    channel_stats,
+    derive_seed,
+    views_decode_side,
+)
 from jointaug.train.logger import MetricsLogger
 from jointaug.train.optim import build_optimizer, build_scheduler
 
@@ -152,9 +160,30 @@ class Trainer:
         from jointaug.data.datasets import build_dataset
 
         d = self.cfg.data
-        extra = {"verify": False} if not d.verify and d.name in _VERIFIED_ARCHIVES else {}
+        extra: dict[str, Any] = {"verify": False} if not d.verify and d.name in _VERIFIED_ARCHIVES else {}
+        if d.max_resolution is not None:
+            extra["max_resolution"] = int(d.max_resolution)
         return build_dataset(d.name, split, root=d.root, download=d.download, size=d.size, on_error=d.on_error,
-                             cache_dir=d.cache_dir, limit=limit, **extra)
+                             cache_dir=d.cache_dir, limit=limit, decode_side=self.decode_side(), **extra)
+
+    def decode_side(self) -> int | None:
+        """The shorter side JPEGs may be draft-decoded down to (``data.draft``): what the training views need
+        (:func:`~jointaug.train.data.views_decode_side`), the evaluation's centre crops and, with the augmented
+        linear probe, its RandomResizedCrop (scale 0.08); None: full decode."""
+        cfg = self.cfg
+        if not cfg.data.draft:
+            return None
+        policy = build_policy(cfg)
+        need = views_decode_side(policy)
+        if need is None:
+            return None
+        size = max(max(hw) for hw in policy.out_hw if hw is not None)
+        need = max(need, math.ceil(size / 0.875))  # evaluation: shorter side resized to size / 0.875
+        if cfg.eval.linear and cfg.eval.linear_protocol == "augmented":
+            from jointaug.data.io import decode_min_side
+
+            need = max(need, decode_min_side(size, 0.08))
+        return need
 
     def _build_data(self) -> None:
         from jointaug.augment import BatchViews
@@ -183,6 +212,9 @@ class Trainer:
                       seed=int(cfg.train.seed), device=self.device, regions=self.regions)
         if cfg.aug.where == "workers":
             self.data = WorkerViews(self.train_set, self.batch_views, num_workers=cfg.data.num_workers, **common)
+        elif cfg.aug.where == "batches":
+            self.data = BatchWorkerViews(self.train_set, self.batch_views, num_workers=cfg.data.num_workers,
+                                         **common)
         elif fixed is not None:
             self.data = InMemoryViews(self.train_set.images, self.batch_views, to_device=cfg.data.to_device,
                                       **common)
@@ -582,7 +614,7 @@ class Trainer:
             torch.save(self.method.backbone.state_dict(), self.out_dir / "backbone.pt")
         jd.barrier()
         self.log.close()
-        if isinstance(self.data, (LoaderViews, WorkerViews)):
+        if isinstance(self.data, (LoaderViews, WorkerViews, BatchWorkerViews)):
             self.data.close()
         return summary
 
