@@ -27,3 +27,26 @@ def write_grid(path: Path, axes: dict[str, list[Any]], **extra: Any) -> Path:
            **extra}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def run_tiny_grid(folder: Path, axes: dict[str, list[Any]], **extra: Any) -> Path:
+    """Write and run (in this process, sequentially) a tiny grid into ``folder/out``; returns that folder.
+
+    The test process's torch thread count is restored afterwards (cells set ``train.threads``)."""
+    import torch
+
+    from jointaug.experiments.grid import expand, load_grid, run_grid, write_results
+
+    f = write_grid(folder / "grid.yaml", axes, **extra)
+    out = folder / "out"
+    g = load_grid(f)
+    cells = expand(g, out)
+    n = torch.get_num_threads()
+    try:
+        failed = run_grid(cells, out, executor="sequential", log=lambda m: None)
+    finally:
+        torch.set_num_threads(n)
+    assert failed == {}, failed
+    (out / "grid.yaml").write_text(f.read_text())
+    write_results(g, cells, out)
+    return out

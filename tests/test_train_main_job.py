@@ -29,9 +29,12 @@ def test_run_quick_writes_the_run_folder(tmp_path: Path, capsys) -> None:
         assert r["train_time_s"] > 0 and r["images_per_s"] > 0 and 0 <= r["data_wait"] <= 1
         assert len(r["knn_history"]) == 2
     for f in ("config.yaml", "table.md", "loss.png", "knn.png", "pairs.png", "random-crop/checkpoints/last.pt",
-              "j-crop/checkpoints/last.pt", "random-crop/metrics.jsonl", "j-crop/summary.json"):
+              "j-crop/checkpoints/last.pt", "random-crop/metrics.jsonl", "j-crop/summary.json", "report.html",
+              "report.md"):
         assert (out / f).is_file(), f
     assert (out / "pairs.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "report.html").read_text()  # the report: one row per policy, every figure embedded
+    assert "| RandomCrop | done |" in (out / "report.md").read_text() and page.count("data:image/png;base64,") >= 3
     assert "aug.crop" in (out / "config.yaml").read_text() or "crop:" in (out / "config.yaml").read_text()
 
 

@@ -573,6 +573,8 @@ def collect(grid: Grid, cells: list[Cell]) -> dict[str, Any]:
         out_groups.append(g)
     return {"grid": grid.name, "file": str(grid.path), "recipe": grid.recipe, "fixed": grid.fixed,
             "axes": {a: [v.label for v in vs] for a, vs in grid.axes.items()}, "baseline": grid.baseline,
+            "baseline_labels": {a: next(v.label for v in grid.axes[a] if v.slug == s)
+                                for a, s in grid.baseline.items()},
             "cells": rows, "groups": out_groups,
             "missing": [r["id"] for r in rows if r["state"] != "done"]}
 
@@ -633,6 +635,7 @@ def plot_losses(res: dict[str, Any], path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     line_axis = "policy" if any("policy" in g["axes"] for g in res["groups"]) else None
     panels: dict[str, list[dict[str, Any]]] = {}
@@ -659,6 +662,7 @@ def plot_losses(res: dict[str, Any], path: Path) -> Path | None:
             ax.plot(epochs, mean, marker="o", ms=2.5, label=f"{label} (n={len(curves)})")
             any_line = True
         ax.set_title(title, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss (mean over seeds)")
         ax.grid(alpha=0.3)
@@ -686,7 +690,7 @@ def write_results(grid: Grid, cells: list[Cell], out: Path) -> dict[str, Any]:
         png = None
     res["files"] = ["results.json", "results.md", "results.csv", *(["loss.png"] if png else [])]
     head = f"# grid {grid.name}\n\n`{grid.path}`; baseline: " + (
-        ", ".join(f"{a}={v}" for a, v in grid.baseline.items()) or "none") + "\n\n"
+        ", ".join(f"{a}={v}" for a, v in res["baseline_labels"].items()) or "none") + "\n\n"
     missing = "" if not res["missing"] else (
         "\nUnfinished cells: " + ", ".join(f"{r['id']} ({r['state']})" for r in res["cells"]
                                            if r["state"] != "done") + "\n")

@@ -89,7 +89,7 @@ def _load_grid(run_dir: Path) -> tuple[str, list[Entry], dict[str, Any]]:
         cells = expand(grid, run_dir, validate=False)
         res = collect(grid, cells)
         info["results"] = res
-        info["title"] = f"grid {grid.name}"
+        info["title"] = f"grid {grid.raw.get('name') or run_dir.name}"
         for c, row in zip(cells, res["cells"]):
             entries.append(Entry(c.id, c.id, c.dir, row["state"], (_json(c.dir / "result.json") or {}).get("summary"),
                                  c.command(), dict(c.axes), c.axes.get("policy", ""), row.get("wall_time_s")))
@@ -351,7 +351,7 @@ def write_report(run_dir: str | os.PathLike, *, gallery_images: int = 4) -> dict
         doc.table(["group", "seeds done", "kNN top-1 (%)", "linear top-1 (%)", "Δ kNN vs baseline [95% CI]",
                    "Δ linear vs baseline [95% CI]"], rows, "groups")
         doc.p("Mean ± std over seeds; Δ: mean paired difference (same seed) to the baseline "
-              f"({', '.join(f'{a}={v}' for a, v in res['baseline'].items()) or 'none'}) with a 95% Student-t "
+              f"({', '.join(f'{a}={v}' for a, v in res['baseline_labels'].items()) or 'none'}) with a 95% Student-t "
               "interval over seeds.")
     head = ["run" if kind == "run" else "cell", "state", "kNN top-1 (%)", "linear top-1 (%)", "wall time (s)",
             "train time (s)", "images/s", "data wait", "final loss"]
