@@ -93,14 +93,17 @@ def _diff(outs, refs) -> tuple[float, float]:
 
 
 X = _images(6, 40, 48)
+#: every fidelity test runs on both resampling paths (dense matrices, banded taps)
+GEOMETRY_PATHS = ("dense", "banded")
 P = _random_params(6, (40, 48), [(32, 32), (24, 20)], seed=1)
 
 
 @pytest.mark.parametrize("op", ["geometry", "brightness", "contrast", "saturation", "hue", "gray", "blur", "solarize"])
 @pytest.mark.parametrize("mode", ["exact", "fast"])
-def test_single_op_matches_reference(op, mode):
+@pytest.mark.parametrize("geometry", GEOMETRY_PATHS)
+def test_single_op_matches_reference(op, mode, geometry):
     p = _only(P, op)
-    mean, mx = _diff(render_views(X, p, mode=mode), _reference(X, p))
+    mean, mx = _diff(render_views(X, p, mode=mode, geometry=geometry), _reference(X, p))
     if mode == "fast" and op == "hue":
         assert mean < 6 / 255, mean  # rotation about the gray axis instead of the HSV shift
         return
@@ -109,23 +112,27 @@ def test_single_op_matches_reference(op, mode):
         assert mean < 1e-6
 
 
-def test_whole_pipeline_exact_matches_reference():
-    mean, mx = _diff(render_views(X, P, mode="exact"), _reference(X, P))
+@pytest.mark.parametrize("geometry", GEOMETRY_PATHS)
+def test_whole_pipeline_exact_matches_reference(geometry):
+    mean, mx = _diff(render_views(X, P, mode="exact", geometry=geometry), _reference(X, P))
     assert mean < 1e-6 and mx < 1e-4, (mean, mx)
 
 
-def test_whole_pipeline_fast_within_stated_tolerance():
+@pytest.mark.parametrize("geometry", GEOMETRY_PATHS)
+def test_whole_pipeline_fast_within_stated_tolerance(geometry):
     p = dataclasses.replace(P, solarize=torch.zeros_like(P.solarize))
-    mean, _ = _diff(render_views(X, p, mode="fast"), _reference(X, p))
+    mean, _ = _diff(render_views(X, p, mode="fast", geometry=geometry), _reference(X, p))
     assert mean < 4 / 255, mean
 
 
-def test_boxes_outside_the_image_and_3sigma_rule():
+@pytest.mark.parametrize("geometry", GEOMETRY_PATHS)
+def test_boxes_outside_the_image_and_3sigma_rule(geometry):
     p = _random_params(4, (40, 48), [(16, 24)], seed=3, inside=False)
     x = X[:4]
     for mode in ("exact", "fast"):
         q = _only(p, "blur")
-        mean, mx = _diff(render_views(x, q, mode=mode, blur_kernel="3sigma"), _reference(x, q, blur_kernel="3sigma"))
+        mean, mx = _diff(render_views(x, q, mode=mode, blur_kernel="3sigma", geometry=geometry),
+                         _reference(x, q, blur_kernel="3sigma"))
         assert mx < 1e-4, (mode, mx)
 
 
@@ -174,27 +181,29 @@ def test_list_path_equals_fixed_path_on_equal_sizes():
             torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
-def test_list_path_with_mixed_sizes_matches_reference():
+@pytest.mark.parametrize("geometry", GEOMETRY_PATHS)
+def test_list_path_with_mixed_sizes_matches_reference(geometry):
     sizes = [(40, 48), (33, 29), (40, 48), (64, 20), (8, 8)]
     imgs = [_images(1, h, w, seed=i)[0] for i, (h, w) in enumerate(sizes)]
     ps = [_random_params(1, hw, [(16, 16), (16, 16), (8, 12)], seed=10 + i) for i, hw in enumerate(sizes)]
     p = ViewParams.cat(ps)
-    out = render_views_list(imgs, p, mode="exact")
+    out = render_views_list(imgs, p, mode="exact", geometry=geometry)
     for i, im in enumerate(imgs):
         for v in range(3):
             ref = render_view_reference(im.double() / 255, p, i, v)
             assert (out[v][i].double() - ref).abs().max() < 1e-4
-    fast = render_views_list(imgs, p, mode="fast")
-    single = [render_views(im[None], p.index([i]), mode="fast") for i, im in enumerate(imgs)]
+    fast = render_views_list(imgs, p, mode="fast", geometry=geometry)
+    single = [render_views(im[None], p.index([i]), mode="fast", geometry=geometry) for i, im in enumerate(imgs)]
     for v in range(3):
         torch.testing.assert_close(fast[v], torch.cat([s[v] for s in single]), atol=1e-6, rtol=0)
 
 
-def test_multi_size_views_and_sampler_params():
+@pytest.mark.parametrize("geometry", GEOMETRY_PATHS)
+def test_multi_size_views_and_sampler_params(geometry):
     pol = make_policy("dino", size=32, n_local=2)
     x = _images(4, 48)
     p = pol.sample(torch.tensor([[48, 48]]).expand(4, 2), torch.Generator().manual_seed(0))
-    outs = render_views(x, p, mode="exact")
+    outs = render_views(x, p, mode="exact", geometry=geometry)
     assert [tuple(o.shape) for o in outs] == [(4, 3, *hw) for hw in p.out_hw]
     mean, mx = _diff(outs, _reference(x, p))
     assert mx < 1e-4, mx

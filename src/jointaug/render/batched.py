@@ -24,6 +24,7 @@ Inputs: uint8 (0..255) or float (0..1) images. One-channel images are rendered a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,7 @@ from .kernels import (
     crop_colsum_table,
     crop_index,
     dense_from_taps,
+    gaussian_taps,
     item_major,
     resize_taps,
     table_fits,
@@ -54,6 +56,13 @@ SOLARIZE_THRESHOLD = 128 / 255 - 1e-5  # the reference's threshold (see referenc
 CPU_CHUNK_BYTES = 4 << 20
 EXACT_CHUNK_FACTOR = 2.5
 GPU_CHUNK_BYTES = 1 << 30
+#: ``geometry=``: "dense" (interpolation matrices, two products per view: work ~ source size),
+#: "banded" (per output pixel only the few source pixels under the filter: work ~ output x taps),
+#: "auto" (the cheaper by :func:`band_cost_ratio`)
+GEOMETRIES = ("auto", "dense", "banded")
+#: "auto" takes the banded path when the dense products would do more than this many multiply-adds
+#: per banded element operation (BLAS multiply-adds are that much cheaper than gathers)
+BAND_RATIO = 8.0
 
 
 @dataclass
@@ -64,13 +73,17 @@ class _Settings:
     rule: str
     out_dtype: torch.dtype
     chunk_size: int | None
+    geometry: str = "auto"
     lo: tuple[float, ...] = (0.0, 0.0, 0.0)  # the image of [0, 1] per channel (normalised space)
     hi: tuple[float, ...] = (1.0, 1.0, 1.0)
 
 
-def _settings(mode: str, mean, std, blur_kernel: str, out_dtype, chunk_size, device) -> _Settings:
+def _settings(mode: str, mean, std, blur_kernel: str, out_dtype, chunk_size, device,
+              geometry: str = "auto") -> _Settings:
     if mode not in MODES:
         raise ValueError(f"render mode must be one of {MODES}, got {mode!r}")
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     if blur_kernel not in BLUR_RULES:
         raise ValueError(f"blur_kernel must be one of {BLUR_RULES}, got {blur_kernel!r}")
     if (mean is None) != (std is None):
@@ -93,7 +106,7 @@ def _settings(mode: str, mean, std, blur_kernel: str, out_dtype, chunk_size, dev
             raise ValueError(f"normalisation std must be positive, got {std!r}")
         m = mean_t.float().view(1, 3, 1).to(device)
         istd = (1.0 / std_t).float().view(1, 3, 1).to(device)
-    st = _Settings(mode, m, istd, blur_kernel, out_dtype, chunk_size)
+    st = _Settings(mode, m, istd, blur_kernel, out_dtype, chunk_size, geometry)
     if mean is not None:
         st.lo = tuple((-mean_t / std_t).tolist())
         st.hi = tuple(((1.0 - mean_t) / std_t).tolist())
@@ -321,6 +334,74 @@ class _TapAxis(_Axis):
         return colsum_from_taps(self.mean[0][it], self.mean[1][it], src_len)
 
 
+class _BandAxis(_Axis):
+    """Banded resampling (no matrices): per item and output pixel the ``K`` source pixels under
+    the antialiased filter and their weights, item-major ``idx`` [M, n, K] (int64, clamped into
+    the source) and ``w`` [M, n, K] (zero outside the source or the visible window). Applied by
+    :func:`_band_pass`: work ~ output pixels x K, whatever the source size."""
+
+    def __init__(self, offset: Tensor, length: Tensor, flip: Tensor | None, n: int, src_len: int | Tensor,
+                 scale: float, clip: tuple[Tensor, Tensor] | None = None) -> None:
+        col, w = resize_taps(offset, length, n, src_len, flip, clip)  # [K, M, n]
+        if scale != 1.0:
+            w = w * scale
+        self.idx = col.permute(1, 2, 0).contiguous()
+        self.w = w.permute(1, 2, 0).contiguous()
+        self.n, self.K = n, col.shape[0]
+
+
+def band_cost_ratio(C: int, H: int, W: int, oh: int, ow: int, ky: int, kx: int, vg: int = 1) -> float:
+    """Multiply-adds of the dense path per element operation of the banded path, for one image's
+    ``vg`` views of oh x ow from a C x H x W source with ``ky`` / ``kx`` taps per output pixel.
+
+    Dense: per view and channel a vertical product ``(oh + 1) x H x W`` and a horizontal one
+    ``oh x W x ow``. Banded (:func:`_geometry_banded`): per view and channel ``kx`` gathers and
+    multiply-adds of ``ow x H`` rows, a transposition, ``ky`` of ``oh x ow``; the source
+    transposed once per image.
+    """
+    dense = vg * C * ((oh + 1) * H * W + oh * W * ow)
+    band = vg * C * ((2 * kx + 1) * ow * H + (2 * ky + 1) * oh * ow) + C * H * W
+    return dense / max(band, 1)
+
+
+def _band_pass(src: Tensor, index: Tensor, w: Tensor, out: Tensor | None = None) -> Tensor:
+    """``out[..., i, :] = sum_t w[..., i, t] * src[index[..., i, t], :]``: rows of ``src`` [R, L]
+    (uint8 or float) gathered tap by tap and accumulated in float32. ``index`` [..., n, K] int64,
+    ``w`` broadcastable to ``index`` [..., n, K]; returns [..., n, L] (into ``out`` when given)."""
+    shape = (*index.shape[:-1], src.shape[1])
+    for t in range(index.shape[-1]):
+        g = src.index_select(0, index[..., t].reshape(-1)).view(shape)
+        wt = w[..., t, None]
+        if t == 0:
+            out = torch.mul(g, wt, out=out) if out is not None else torch.mul(g, wt)
+        else:
+            out.addcmul_(g, wt)
+    return out
+
+
+def _blur_band(z: Tensor, sigma: Tensor, rule: str) -> Tensor:
+    """Gaussian blur (reflect padding, torchvision's taps) of ``z`` [S, P, h, w], item s with
+    ``sigma[s]``, as shifted multiply-adds: work ~ pixels x taps (the dense blur matrices are
+    ~ pixels x side). Returns a new [S, P, h, w] float32 tensor."""
+    S, P, h, w = z.shape
+    for axis, n in ((2, h), (3, w)):
+        taps = gaussian_taps(sigma, blur_kernel_size(n, sigma, rule)).float()  # [S, Kb], centred
+        kb = taps.shape[1]
+        half = (kb - 1) // 2
+        if half == 0:
+            continue
+        pad = (0, 0, half, half) if axis == 2 else (half, half, 0, 0)
+        zp = F.pad(z.reshape(1, S * P, h, w), pad, mode="reflect").view(S, P, *(
+            (h + 2 * half, w) if axis == 2 else (h, w + 2 * half)))
+        acc = None
+        for d in range(kb):
+            sl = zp.narrow(axis, d, n)
+            wd = taps[:, d].view(S, 1, 1, 1)
+            acc = sl * wd if acc is None else acc.addcmul_(sl, wd)
+        z = acc
+    return z
+
+
 @dataclass
 class _Plan:
     """What one group of equal-size views needs, for all N images (items M = N * Vg, image-major)."""
@@ -337,6 +418,7 @@ class _Plan:
     K: Tensor | None  # [M, 3, 3] float32 contrast-offset matrix (times the channel means)
     solarize: Tensor  # [M] bool
     any_solarize: bool
+    banded: bool = False  # y, x are _BandAxis: banded resampling, blur applied on the views
 
 
 def _group_fields(params: ViewParams, names: tuple[str, ...], views: list[int], device) -> dict[str, Tensor]:
@@ -367,7 +449,10 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
     clip = torch.round(g["clip"].double()).long()  # [M, 4] visible windows
     hw = params.image_hw.to(device).long().repeat_interleave(vg, dim=0)  # [M, 2]
     blur, sigma, solarize = g["blur_apply"], g["blur_sigma"].float(), g["solarize"]
-    fold = blur if fast else None  # fast mode folds the blur into the matrices
+    sh, sw = (src_hw if src_hw is not None else (None, None))
+    banded = _want_band(st, box, oh, ow, vg, (sh, sw) if src_hw is not None else
+                        (int(hw[:, 0].max()), int(hw[:, 1].max())) if hw.numel() else (1, 1), device)
+    fold = blur if fast and not banded else None  # fast mode folds the blur into the matrices (dense)
 
     taps: dict[int, _BlurTaps] = {}  # blur taps per output side (shared by the axes)
 
@@ -382,10 +467,18 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
         window = None if bool(seen.all()) else (c0, cl)
         return _TapAxis(off, length, f, n, src, sc, fold, sigma, st.rule, fast, transpose, colsum, window)
 
-    sh, sw = (src_hw if src_hw is not None else (None, None))
-    # fast mode: the vertical matrices carry an extra row, their column sums (for the channel means)
-    y = axis(box[:, 1], box[:, 3], None, oh, sh, hw[:, 0], scale, False, fast, clip[:, 1], clip[:, 3])
-    x = axis(box[:, 0], box[:, 2], g["flip"], ow, sw, hw[:, 1], 1.0, True, False, clip[:, 0], clip[:, 2])
+    if banded:
+        def window(off: Tensor, length: Tensor, c0: Tensor, cl: Tensor) -> tuple[Tensor, Tensor] | None:
+            return None if bool(((c0 <= off) & (off + length <= c0 + cl)).all()) else (c0, cl)
+
+        y = _BandAxis(box[:, 1], box[:, 3], None, oh, sh if sh is not None else hw[:, 0], scale,
+                      window(box[:, 1], box[:, 3], clip[:, 1], clip[:, 3]))
+        x = _BandAxis(box[:, 0], box[:, 2], g["flip"], ow, sw if sw is not None else hw[:, 1], 1.0,
+                      window(box[:, 0], box[:, 2], clip[:, 0], clip[:, 2]))
+    else:
+        # fast mode: the vertical matrices carry an extra row, their column sums (for the channel means)
+        y = axis(box[:, 1], box[:, 3], None, oh, sh, hw[:, 0], scale, False, fast, clip[:, 1], clip[:, 3])
+        x = axis(box[:, 0], box[:, 2], g["flip"], ow, sw, hw[:, 1], 1.0, True, False, clip[:, 0], clip[:, 2])
     A = K = const = None
     if fast:
         A, K = fast_color_matrices(g["brightness"], g["contrast"], g["saturation"], g["hue"],
@@ -400,7 +493,19 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
             if ax.gain is not None:
                 rows = rows * ax.gain[:, None, None]
         A = A * rows
-    return _Plan(views, oh, ow, y, x, blur, sigma, A, const, K, solarize, bool(solarize.any()))
+    return _Plan(views, oh, ow, y, x, blur, sigma, A, const, K, solarize, bool(solarize.any()), banded)
+
+
+def _want_band(st: _Settings, box: Tensor, oh: int, ow: int, vg: int, src_hw: tuple[int, int], device) -> bool:
+    """Banded or dense resampling for a group: the override ``st.geometry``, else (``"auto"``) banded
+    on CPU when :func:`band_cost_ratio` exceeds ``BAND_RATIO`` (CUDA keeps the dense products)."""
+    if st.geometry != "auto":
+        return st.geometry == "banded"
+    if torch.device(device).type != "cpu" or not box.numel():
+        return False
+    ky = math.ceil(2 * max(1.0, float(box[:, 3].max()) / oh))
+    kx = math.ceil(2 * max(1.0, float(box[:, 2].max()) / ow))
+    return band_cost_ratio(3, src_hw[0], src_hw[1], oh, ow, ky, kx, vg) > BAND_RATIO
 
 
 def _items(rows: slice | Tensor, vg: int) -> slice | Tensor:
@@ -478,6 +583,8 @@ def _geometry(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _S
     means [k * Vg, C, 1] of the un-blurred views. ``scale`` multiplies the input on top of what the
     plan folded in (list path: 1/255 for uint8). ``work``: buffers for this chunk (None: fresh).
     """
+    if plan.banded:
+        return _geometry_banded(x, plan, rows, scale, st, work)
     k, C, H, W = x.shape
     vg = len(plan.views)
     fast = st.mode == "fast"
@@ -497,6 +604,49 @@ def _geometry(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _S
         if fast:  # channel mean csy^T X_c csx: the column-sum row of t times the column sums of x
             torch.linalg.vecdot(work.q, csx, out=work.m[c])
     return work.y, (work.m.t().unsqueeze(2) if fast else None)
+
+
+
+def _geometry_banded(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _Settings,
+                     work: _Work | None = None) -> tuple[Tensor, Tensor | None]:
+    """:func:`_geometry` by banded resampling (``plan.banded``): the same outputs, work ~ output x taps.
+
+    The source is transposed once per image (uint8 stays uint8), the horizontal pass gathers its
+    rows (source columns) tap by tap for every view, the vertical pass the rows of the transposed
+    intermediate, writing the views channel-major into ``work.y``. Fast mode: channel means of the
+    un-blurred views, then the blur of the blurred views (:func:`_blur_band`; blur is linear and
+    commutes with the colour map, so this is the blur folded into the matrices of the dense path).
+    """
+    k, C, H, W = x.shape
+    vg, oh, ow = len(plan.views), plan.oh, plan.ow
+    M = k * vg
+    fast = st.mode == "fast"
+    dev = x.device
+    it = _items(rows, vg)
+    if work is None:
+        work = _Work(k, C, 0, 0, plan, fast, dev, geometry=False)
+    if x.dtype != torch.uint8 and x.dtype != torch.float32:
+        x = x.float()
+    iy, wy = plan.y.idx[it], plan.y.w[it]  # [M, oh, Ky]
+    ix, wx = plan.x.idx[it], plan.x.w[it]  # [M, ow, Kx]
+    if scale != 1.0:
+        wy = wy * scale
+    planes = torch.arange(C * M, device=dev).view(C, M)  # channel-major planes (c, item)
+    img = torch.arange(M, device=dev) // vg
+    src_plane = img[None, :] * C + torch.arange(C, device=dev)[:, None]  # [C, M]: plane of x
+    xt = x.transpose(2, 3).contiguous().view(k * C * W, H)  # rows: source columns
+    h = _band_pass(xt, (src_plane * W)[:, :, None, None] + ix[None], wx[None])  # [C, M, ow, H]
+    ht = h.transpose(2, 3).contiguous().view(C * M * H, ow)  # rows: source rows of the resized columns
+    y = work.y[:C].view(C, M, oh, ow)
+    _band_pass(ht, (planes * H)[:, :, None, None] + iy[None], wy[None], out=y)
+    m = None
+    if fast:
+        m = y.view(C, M, oh * ow).mean(dim=2).t().unsqueeze(2)  # [M, C, 1], un-blurred views
+        sel = _subset(plan.blur[it])
+        if sel is not None:
+            blurred = _blur_band(y[:, sel].transpose(0, 1), plan.sigma[it][sel], st.rule)
+            y[:, sel] = blurred.transpose(0, 1)
+    return work.y, m
 
 
 # ---------------------------------------------------------------------------------------------- photometric
@@ -616,7 +766,9 @@ def _photometric_exact(y: Tensor, plan: _Plan, params: ViewParams, rows: slice, 
     if sel is not None:
         work[sel] = gray(work[sel]).expand(-1, 3, oh, ow)
     sel = _subset(plan.blur[it])
-    if sel is not None:
+    if sel is not None and plan.banded:
+        work[sel] = _blur_band(work[sel], plan.sigma[it][sel], st.rule)
+    elif sel is not None:
         sigma = plan.sigma[it][sel]
         by = blur_matrices(sigma, oh, st.rule)
         bxt = blur_matrices(sigma, ow, st.rule).transpose(1, 2)
@@ -676,12 +828,16 @@ def render_views(
     blur_kernel: str = "tenth",
     out_dtype: torch.dtype = torch.float32,
     chunk_size: int | None = None,
+    geometry: str = "auto",
 ) -> list[Tensor]:
     """Render every view of ``images`` [N, C, H, W] (uint8 or float in [0, 1], CPU or CUDA).
 
     Returns one tensor [N, 3, h_v, w_v] per view (``params.out_hw[v]``), normalised with
     ``mean``/``std`` when given. ``chunk_size`` images are processed at a time (default: sized
-    to the cache on CPU, large on GPU). No random numbers are drawn: same params, same pixels.
+    to the cache on CPU, large on GPU). ``geometry``: ``"auto"`` (default: banded resampling where
+    it is cheaper than the dense products, see :func:`band_cost_ratio`), ``"dense"`` or
+    ``"banded"`` (the same pixels to float32 rounding). No random numbers are drawn: same params,
+    same pixels.
     """
     if not isinstance(images, Tensor) or images.dim() != 4:
         raise ValueError(f"images must be a tensor [N, C, H, W], got {getattr(images, 'shape', type(images))}")
@@ -697,7 +853,7 @@ def render_views(
         raise ValueError(f"params.image_hw[{bad}] = {tuple(hw[bad].tolist())} but the images are {H}x{W}; "
                          f"use render_views_list for images of different sizes")
     device = images.device
-    st = _settings(mode, mean, std, blur_kernel, out_dtype, chunk_size, device)
+    st = _settings(mode, mean, std, blur_kernel, out_dtype, chunk_size, device, geometry)
     outs = _alloc_outputs(n, params.out_hw, st, device)
     if n == 0:
         return outs
@@ -706,7 +862,7 @@ def render_views(
              for (oh, ow), views in _view_groups(params.out_hw)]
     step = min(n, _chunk_size(st, c, H, W, params.out_hw, device))
     step = -(-n // -(-n // step))  # balanced chunks: e.g. 512 images in 8 chunks of 64, not 7 x 67 + 43
-    works = [_Work(step, c, H, W, plan, st.mode == "fast", device) for plan in plans]
+    works = [_Work(step, c, H, W, plan, st.mode == "fast", device, geometry=not plan.banded) for plan in plans]
     for s in range(0, n, step):
         rows = slice(s, min(n, s + step))
         x = images[rows]
@@ -728,12 +884,14 @@ def render_views_list(
     blur_kernel: str = "tenth",
     out_dtype: torch.dtype = torch.float32,
     chunk_size: int | None = None,
+    geometry: str = "auto",
 ) -> list[Tensor]:
     """Render views of images of different sizes (a list of [C, H_i, W_i], uint8 or float).
 
     Images of one size are rendered together (the same batched path as :func:`render_views`, so
     crop semantics are identical); with all sizes distinct this is a per-image crop + resize
-    stage followed by the batched photometric stage.
+    stage followed by the batched photometric stage. ``geometry`` as in :func:`render_views`
+    (``"auto"`` decides from the largest image).
     """
     if not isinstance(images, (list, tuple)):
         raise ValueError(f"images must be a list of [C, H, W] tensors, got {type(images).__name__}")
@@ -745,7 +903,7 @@ def render_views_list(
     n = len(images)
     _check_params(params, n)
     device = images[0].device if n else torch.device("cpu")
-    st = _settings(mode, mean, std, blur_kernel, out_dtype, chunk_size, device)
+    st = _settings(mode, mean, std, blur_kernel, out_dtype, chunk_size, device, geometry)
     outs = _alloc_outputs(n, params.out_hw, st, device)
     hw = params.image_hw.to("cpu")
     for i, im in enumerate(images):
