@@ -24,7 +24,16 @@ def test_benchmark_quick_run_writes_json_and_table(tmp_path):
     loaded = json.loads(pj.read_text())
     assert loaded["machine"]["threads"] == 1 and loaded["command"] == "jointaug bench augment --quick"
     table = pm.read_text()
-    assert "| 32 -> 32 px |" in table and "fast / PIL" in table and "QUICK MODE" in table
+    assert "| 32 -> 32 px |" in table and "fast / baseline" in table and "QUICK MODE" in table
+    # before/after from the same run: the dense path forced against the automatic choice
+    for mode in ("fast", "exact"):
+        assert case["pairs_per_s"][f"jointaug {mode} random dense (cpu)"] > 0
+        assert case["ratios"][f"{mode} after / before (auto / dense)"] > 0
+    assert "Before / after banded resampling" in table and "after / before" in table
+    # the baseline is stated: torchvision's own transforms where torchvision imports, else the PIL stand-in
+    assert result["baseline"] in ("torchvision v1 (PIL)", "PIL per-image")
+    assert f"Baseline of the ratios: **{result['baseline']}**" in table
+    assert case["ratios"]["fast random / baseline"] > 0
     assert markdown(result, "x").startswith("# Augmentation throughput")
 
 

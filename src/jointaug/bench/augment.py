@@ -8,10 +8,15 @@ float, normalise) for
    crop + bilinear resize, ImageEnhance brightness / contrast / colour, hue through HSV, gray,
    ImageFilter.GaussianBlur, to tensor, normalise), parameters drawn per call with torch's RNG
    as torchvision's transforms do; a second row draws them with Python's ``random`` (cheaper);
-2. kornia.augmentation, batched (optional: skipped when kornia is not installed);
-3. jointaug on CPU: sampling the ViewParams (``make_policy("simclr", ...)``, random crops or
-   J-Crop(0) + J-Blur(0)) plus rendering, in fast and exact mode;
-4. jointaug on CUDA when a GPU is present: rendering throughput and the uint8-to-views cost per
+2. torchvision's own transforms (v1 on PIL images, v2 on uint8 tensors) when torchvision imports;
+   the baseline of the ratios is torchvision v1 then, the in-house PIL pipeline (its CPU stand-in)
+   otherwise, and the result says which (``baseline``);
+3. kornia.augmentation, batched (optional: skipped when kornia is not installed);
+4. jointaug on CPU: sampling the ViewParams (``make_policy("simclr", ...)``, random crops or
+   J-Crop(0) + J-Blur(0)) plus rendering, in fast and exact mode, the geometry chosen
+   automatically (banded or dense resampling); the same with the dense path forced
+   (``geometry="dense"``, the renderer before banded resampling) gives the before/after ratio;
+5. jointaug on CUDA when a GPU is present: rendering throughput and the uint8-to-views cost per
    image (with and without the host-to-device copy).
 
 Pipelines are timed round-robin (one batch of each per round), so drifts of a shared machine hit
@@ -47,6 +52,8 @@ JITTER = (0.8, 0.8, 0.8, 0.2)
 JITTER_P, GRAY_P, BLUR_P, FLIP_P = 0.8, 0.2, 0.5, 0.5
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
 TARGETS = {"fast_vs_pil_32": 20.0, "fast_vs_kornia_32": 6.0, "exact_vs_pil_32": 4.0,
+           "fast_vs_baseline_96": 8.0, "exact_vs_baseline_96": 4.0,
+           "fast_vs_baseline_224": 8.0, "exact_vs_baseline_224": 4.0,
            "joint_overhead_pct": 2.0, "cuda_pairs_per_s_32": 1_000_000.0}
 
 
@@ -187,8 +194,9 @@ def kornia_pipeline(out: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
 
 
 # ---------------------------------------------------------------------------------------------- timing
-def _jointaug_timers(x: torch.Tensor, out: int, device: str, gen_seed: int) -> list[Timed]:
-    """jointaug sample+render timers (random crops / J-Crop(0)+J-Blur(0), fast / exact) for batch x."""
+def _jointaug_timers(x: torch.Tensor, out: int, device: str, gen_seed: int, dense: bool = False) -> list[Timed]:
+    """jointaug sample+render timers (random crops / J-Crop(0)+J-Blur(0), fast / exact) for batch x;
+    ``dense``: also random crops with the dense resampling forced (the renderer before banding)."""
     n = x.shape[0]
     hw = torch.tensor([[x.shape[-2], x.shape[-1]]]).expand(n, 2)
     policies = {"random": make_policy("simclr", size=out),
@@ -203,7 +211,35 @@ def _jointaug_timers(x: torch.Tensor, out: int, device: str, gen_seed: int) -> l
                 return render_views(x, params.to(x.device), mode=mode, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
             timers.append(Timed(f"jointaug {mode} {crop} ({device})", step, n))
+        if dense:
+            g = torch.Generator().manual_seed(gen_seed)
+
+            def step_dense(pol=policies["random"], mode=mode, g=g):
+                params = pol.sample(hw, g)
+                return render_views(x, params.to(x.device), mode=mode, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                                    geometry="dense")
+
+            timers.append(Timed(f"jointaug {mode} random dense ({device})", step_dense, n))
     return timers
+
+
+def torchvision_pipelines(out: int) -> dict[str, Callable] | None:
+    """torchvision's SimCLR view (v1 on PIL images, v2 on uint8 tensors), or None when it does not import."""
+    try:
+        from torchvision import transforms as T
+        from torchvision.transforms import v2
+    except Exception:  # noqa: BLE001 (absent, or a build that fails to load: no torchvision row)
+        return None
+    k = blur_kernel_size(out)
+    v1 = T.Compose([T.RandomResizedCrop(out, scale=SCALE, ratio=RATIO), T.RandomHorizontalFlip(FLIP_P),
+                    T.RandomApply([T.ColorJitter(*JITTER)], p=JITTER_P), T.RandomGrayscale(GRAY_P),
+                    T.RandomApply([T.GaussianBlur(k, (0.1, 2.0))], p=BLUR_P), T.ToTensor(),
+                    T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    t2 = v2.Compose([v2.RandomResizedCrop(out, scale=SCALE, ratio=RATIO, antialias=True),
+                     v2.RandomHorizontalFlip(FLIP_P), v2.RandomApply([v2.ColorJitter(*JITTER)], p=JITTER_P),
+                     v2.RandomGrayscale(GRAY_P), v2.RandomApply([v2.GaussianBlur(k, (0.1, 2.0))], p=BLUR_P),
+                     v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return {"v1": v1, "v2": t2}
 
 
 def _sampling_timers(n: int, src: int, out: int, repeat: int = 5) -> list[Timed]:
@@ -317,7 +353,9 @@ def run(
         raise ValueError("device='cuda' asked for, but torch sees no CUDA device")
     t0 = time.perf_counter()
     malloc = tune_glibc_malloc() if malloc_tune else None
+    baseline = "torchvision v1 (PIL)" if torchvision_pipelines(32) is not None else "PIL per-image"
     result: dict = {"machine": dict(machine_info(threads), malloc_tuning=malloc), "quick": quick, "rounds": rounds,
+                    "baseline": baseline,
                     "images": "cifar10" if cifar_path else "procedural (CIFAR-10 archive not found)",
                     "cases": [], "targets": TARGETS}
     if cifar_path is None:
@@ -330,6 +368,12 @@ def run(
         pil, pil_py = PILPipeline(case.out), PILPipeline(case.out, draws="python")
         timers = [Timed("PIL per-image", lambda p=pil, ims=pil_images: p(ims), case.batch),
                   Timed("PIL per-image, python draws", lambda p=pil_py, ims=pil_images: p(ims), case.batch)]
+        tv = torchvision_pipelines(case.out)
+        if tv is not None:
+            timers.append(Timed("torchvision v1 (PIL)", lambda t=tv["v1"], ims=pil_images: [
+                (t(im), t(im)) for im in ims], case.batch))
+            timers.append(Timed("torchvision v2 (uint8 tensors)", lambda t=tv["v2"], x=x: [
+                (t(im), t(im)) for im in x], case.batch))
         aug = kornia_pipeline(case.out) if kornia else None
         if aug is not None:
             def kstep(aug=aug, x=x):
@@ -338,18 +382,18 @@ def run(
                     return aug(xf), aug(xf)
 
             timers.append(Timed("kornia batched", kstep, case.batch))
-        timers += _jointaug_timers(x, case.out, "cpu", 0)
+        timers += _jointaug_timers(x, case.out, "cpu", 0, dense=True)
         timers += _sampling_timers(case.batch, case.src, case.out)
         round_robin(timers, rounds)
         row = {"src": case.src, "out": case.out, "batch": case.batch, "images": source,
                "pairs_per_s": {t.name: t.pairs_per_s for t in timers},
                "best_pairs_per_s": {t.name: t.best_pairs_per_s for t in timers},
                "cpu_pairs_per_s": {t.name: t.cpu_pairs_per_s for t in timers},
-               "kornia_available": aug is not None}
+               "kornia_available": aug is not None, "torchvision_available": tv is not None}
         if use_cuda:
             row["cuda"] = _cuda_case(x, case, rounds, log)
-        row["ratios"] = _ratios(row["pairs_per_s"])
-        row["ratios_cpu_time"] = _ratios(row["cpu_pairs_per_s"])
+        row["ratios"] = _ratios(row["pairs_per_s"], baseline)
+        row["ratios_cpu_time"] = _ratios(row["cpu_pairs_per_s"], baseline)
         result["cases"].append(row)
     c32 = next((c for c in cases if c.src == 32 and c.out == 32), None)
     if c32 is not None:
@@ -394,11 +438,21 @@ def _cuda_case(x: torch.Tensor, case: Case, rounds: int, log: Callable[[str], No
     return out
 
 
-def _ratios(pps: dict) -> dict:
+def _ratios(pps: dict, baseline: str = "PIL per-image") -> dict:
     pil = pps.get("PIL per-image")
     kor = pps.get("kornia batched")
+    base = pps.get(baseline)
     r = {}
     for mode in ("fast", "exact"):
+        after = pps[f"jointaug {mode} random (cpu)"]
+        before = pps.get(f"jointaug {mode} random dense (cpu)")
+        if base:
+            r[f"{mode} random / baseline"] = after / base
+            r[f"{mode} joint / baseline"] = pps[f"jointaug {mode} joint (cpu)"] / base
+            if before:
+                r[f"{mode} random dense / baseline"] = before / base
+        if before:
+            r[f"{mode} after / before (auto / dense)"] = after / before
         for crop in ("random", "joint"):
             v = pps[f"jointaug {mode} {crop} (cpu)"]
             if pil:
@@ -416,7 +470,8 @@ def _ratios(pps: dict) -> dict:
 
 
 def _summary(result: dict) -> dict:
-    """The targets of the issue against this run's ratios (32 px case)."""
+    """The targets of the issues against this run's ratios (32 px against PIL and kornia; 96 and
+    224 px against the baseline)."""
     c32 = next((c for c in result["cases"] if c["out"] == 32 and c["src"] == 32), None)
     s: dict = {}
     if c32 is None:
@@ -429,6 +484,11 @@ def _summary(result: dict) -> dict:
     s["joint_overhead_end_to_end_pct"] = r.get("fast joint overhead %")
     if "cuda" in c32:
         s["cuda_pairs_per_s_32"] = c32["cuda"]["pairs_per_s"].get("fast random render")
+    for src, out in ((128, 96), (256, 224)):
+        c = next((c for c in result["cases"] if (c["src"], c["out"]) == (src, out)), None)
+        if c is not None:
+            s[f"fast_vs_baseline_{out}"] = c["ratios"].get("fast random / baseline")
+            s[f"exact_vs_baseline_{out}"] = c["ratios"].get("exact random / baseline")
     s["met"] = {}
     for k, target in TARGETS.items():
         v = s.get(k)
@@ -441,6 +501,10 @@ def _summary(result: dict) -> dict:
 def markdown(result: dict, command: str) -> str:
     """The Markdown table of a result."""
     m = result["machine"]
+    baseline = result.get("baseline", "PIL per-image")
+    have = {k for c in result["cases"] for k in c["pairs_per_s"]}
+    others = list(dict.fromkeys(k for k in (baseline, "torchvision v2 (uint8 tensors)", "PIL per-image",
+                                            "kornia batched") if k in have))
     lines = [
         "# Augmentation throughput (pairs of views per second)",
         "",
@@ -453,15 +517,18 @@ def markdown(result: dict, command: str) -> str:
         f"Images: {result['images']}; SimCLR two-view pipeline (crop, flip, jitter, gray, blur, normalise); "
         f"median of {result['rounds']} round-robin rounds" + (" (QUICK MODE: tiny sizes, not for reporting)"
                                                               if result["quick"] else "") + "  ",
+        f"Baseline of the ratios: **{baseline}**"
+        + (" (torchvision's own transforms)" if baseline.startswith("torchvision") else
+           " (the in-house CPU stand-in for torchvision v1: torchvision does not import here)") + ".  ",
         "PIL per-image draws its parameters with torch's RNG per call, as torchvision's transforms do "
         "(JSON: also with Python's random). Joint sampling overhead = extra sampling time of "
         "J-Crop(0)+J-Blur(0) over random crops, relative to a whole random-crop step (sampling + fast "
         "render); 'end to end' compares the two timed steps directly (noisy on a shared machine).",
         "",
-        "| input -> view | PIL per-image | kornia | jointaug fast | fast J-Crop+J-Blur | jointaug exact "
-        "| exact J-Crop+J-Blur | fast / PIL | fast / kornia | exact / PIL | joint sampling overhead "
+        "| input -> view | " + " | ".join(others) + " | jointaug fast | fast J-Crop+J-Blur | jointaug exact "
+        "| exact J-Crop+J-Blur | fast / baseline | exact / baseline | fast / kornia | joint sampling overhead "
         "| joint end to end |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|" + "---:|" * (len(others) + 10),
     ]
 
     def f(v: float | None) -> str:
@@ -473,12 +540,28 @@ def markdown(result: dict, command: str) -> str:
     for c in result["cases"]:
         p, r = c["pairs_per_s"], c["ratios"]
         lines.append(
-            f"| {c['src']} -> {c['out']} px | {f(p.get('PIL per-image'))} | {f(p.get('kornia batched'))} "
-            f"| {f(p['jointaug fast random (cpu)'])} | {f(p['jointaug fast joint (cpu)'])} "
+            f"| {c['src']} -> {c['out']} px | " + " | ".join(f(p.get(k)) for k in others)
+            + f" | {f(p['jointaug fast random (cpu)'])} | {f(p['jointaug fast joint (cpu)'])} "
             f"| {f(p['jointaug exact random (cpu)'])} | {f(p['jointaug exact joint (cpu)'])} "
-            f"| {x(r.get('fast random / PIL'))} | {x(r.get('fast random / kornia'))} "
-            f"| {x(r.get('exact random / PIL'))} | {r['fast joint sampling overhead %']:+.2f}% "
+            f"| {x(r.get('fast random / baseline'))} | {x(r.get('exact random / baseline'))} "
+            f"| {x(r.get('fast random / kornia'))} | {r['fast joint sampling overhead %']:+.2f}% "
             f"| {r['fast joint overhead %']:+.1f}% |")
+    if any("jointaug fast random dense (cpu)" in c["pairs_per_s"] for c in result["cases"]):
+        lines += ["", "Before / after banded resampling, same run (before: `geometry=\"dense\"` forced, the "
+                  "interpolation matrices; after: the automatic choice, banded where it is cheaper):", "",
+                  "| input -> view | fast before | fast after | after / before | exact before | exact after "
+                  "| after / before | fast before / baseline | exact before / baseline |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for c in result["cases"]:
+            p, r = c["pairs_per_s"], c["ratios"]
+            if "jointaug fast random dense (cpu)" not in p:
+                continue
+            lines.append(
+                f"| {c['src']} -> {c['out']} px | {f(p['jointaug fast random dense (cpu)'])} "
+                f"| {f(p['jointaug fast random (cpu)'])} | {x(r.get('fast after / before (auto / dense)'))} "
+                f"| {f(p['jointaug exact random dense (cpu)'])} | {f(p['jointaug exact random (cpu)'])} "
+                f"| {x(r.get('exact after / before (auto / dense)'))} | {x(r.get('fast random dense / baseline'))} "
+                f"| {x(r.get('exact random dense / baseline'))} |")
     cuda_rows = [c for c in result["cases"] if "cuda" in c]
     if cuda_rows:
         lines += ["", f"CUDA ({m.get('cuda_device')}), parameters pre-sampled, batch per case:", "",
@@ -503,9 +586,14 @@ def markdown(result: dict, command: str) -> str:
         lines.append(f"| total | {sum(prof.values()):.1f} |")
     s = result.get("summary", {})
     if s.get("met"):
-        lines += ["", "Targets (32 px, ratios from this run):", "", "| target | this run | met |", "|---|---:|---|"]
-        names = {"fast_vs_pil_32": ("fast >= 20x PIL", "x"), "fast_vs_kornia_32": ("fast >= 6x kornia", "x"),
-                 "exact_vs_pil_32": ("exact >= 4x PIL", "x"),
+        lines += ["", "Targets (ratios from this run):", "", "| target | this run | met |", "|---|---:|---|"]
+        names = {"fast_vs_pil_32": ("32 px: fast >= 20x PIL", "x"),
+                 "fast_vs_kornia_32": ("32 px: fast >= 6x kornia", "x"),
+                 "exact_vs_pil_32": ("32 px: exact >= 4x PIL", "x"),
+                 "fast_vs_baseline_96": ("128 -> 96 px: fast >= 8x baseline", "x"),
+                 "exact_vs_baseline_96": ("128 -> 96 px: exact >= 4x baseline", "x"),
+                 "fast_vs_baseline_224": ("256 -> 224 px: fast >= 8x baseline", "x"),
+                 "exact_vs_baseline_224": ("256 -> 224 px: exact >= 4x baseline", "x"),
                  "joint_overhead_pct": ("J-Crop+J-Blur sampling costs <= 2% of a step", "%"),
                  "cuda_pairs_per_s_32": ("CUDA >= 1,000,000 pairs/s", "")}
         for k, met in s["met"].items():
