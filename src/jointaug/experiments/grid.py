@@ -467,6 +467,9 @@ def run_grid(cells: list[Cell], out: Path, *, executor: str = "sequential", jobs
         return failed
     if executor == "slurm":
         ex = submitit.AutoExecutor(folder=str(folder))
+        if ex.cluster != "slurm":
+            raise GridError(f"--executor slurm: no Slurm on this machine (submitit found {ex.cluster!r}); "
+                            "use --executor local or sequential")
         params = {"timeout_min": timeout_min, "slurm_array_parallelism": jobs, **(slurm or {})}
         ex.update_parameters(**params)
         subs = ex.map_array(_run_cell_quiet, [c.spec() for c in todo], [threads] * len(todo))

@@ -253,6 +253,29 @@ def _gallery(policies: list[tuple[str, Any]], path: Path, n_images: int = 4) -> 
     return path, (int(images[0].shape[-2]), int(images[0].shape[-1]))
 
 
+def _sdf_rows(data: Any) -> list[list[str]]:
+    """Rows (curve, x, SDF, 95% CI) of ``jointaug sdf``'s JSON; empty when its layout is not the known one."""
+    rows: list[list[str]] = []
+    if not isinstance(data, dict):
+        return rows
+    names = {"ratio": ("fixed area ratio", "ratios", "1:{:g}"), "jcrop": ("J-Crop", "betas", "beta {:g}"),
+             "jblur": ("J-Blur", "betas", "beta {:g}")}
+    for key, (name, xkey, xfmt) in names.items():
+        c = data.get(key)
+        if not isinstance(c, dict) or not isinstance(c.get("sdf"), list) or not isinstance(c.get(xkey), list):
+            continue
+        cis = c.get("ci95") or [None] * len(c["sdf"])
+        for x, v, ci in zip(c[xkey], c["sdf"], cis):
+            ci_s = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if isinstance(ci, list) and len(ci) == 2 else "n/a"
+            rows.append([name, xfmt.format(x), _fmt(v, ".4f"), ci_s])
+        ref = c.get("reference")
+        if isinstance(ref, dict) and ref.get("sdf") is not None:
+            ci = ref.get("ci95")
+            ci_s = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if isinstance(ci, list) and len(ci) == 2 else "n/a"
+            rows.append([name, f"reference: {ref.get('name', '')}", _fmt(ref["sdf"], ".4f"), ci_s])
+    return rows
+
+
 # ------------------------------------------------------------------------------------------- document
 def _fmt(v: Any, spec: str = ".2f") -> str:
     if v is None:
@@ -296,6 +319,10 @@ class _Doc:
         rel = os.path.relpath(path, self.root)
         self.md.append(f"![{caption}]({rel})\n\n*{caption}*\n")
 
+    def pre(self, text: str, lang: str = "") -> None:
+        self.html.append(f'<pre class="cmd">{html.escape(text)}</pre>')
+        self.md.append(f"```{lang}\n{text.rstrip()}\n```\n")
+
     def code(self, text: str, summary: str, lang: str = "") -> None:
         self.html.append(f"<details><summary>{html.escape(summary)}</summary><pre>{html.escape(text)}</pre></details>")
         self.md.append(f"<details><summary>{summary}</summary>\n\n```{lang}\n{text.rstrip()}\n```\n\n</details>\n")
@@ -308,7 +335,8 @@ th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f2f2
 th:first-child{text-align:left}tr.missing td,tr.partial td,tr.failed td{color:#a33}figure{margin:12px 0}
 img{max-width:100%;height:auto;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
 pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:.8em;max-height:420px}.note{color:#8a5a00}
-details{margin:4px 0}summary{cursor:pointer}"""
+details{margin:4px 0}summary{cursor:pointer}.figrow{display:flex;flex-wrap:wrap;gap:12px}
+.figrow figure{flex:0 1 auto;max-width:32%}pre.cmd{white-space:pre-wrap;word-break:break-all;max-height:none}"""
 
 #: on load: how many images decoded (naturalWidth > 0) and how many result rows, for headless checks
 CHECK_JS = """window.addEventListener('load', function () {
@@ -422,19 +450,30 @@ def write_report(run_dir: str | os.PathLike, *, gallery_images: int = 4) -> dict
         doc.h(2, "SDF (pair difficulty)")
         for label, d in sdf_dirs:
             doc.h(3, label)
-            for png in sorted(d.glob("*.png")):
+            order = {"sdf_ratio": 0, "sdf_beta_crop": 1, "sdf_beta_blur": 2}
+            doc.html.append('<div class="figrow">')
+            for png in sorted(d.glob("*.png"), key=lambda q: (order.get(q.stem, 9), q.name)):
                 doc.figure(png, f"{label}: {png.stem}")
+            doc.html.append("</div>")
             sj = d / "sdf.json"
             if sj.is_file():
                 text = sj.read_text()
+                rows = _sdf_rows(_json(sj))
+                if rows:
+                    doc.table(["curve", "x", "SDF", "95% CI"], rows, f"sdf-{len(doc.html)}")
                 doc.code(text if len(text) < 20_000 else text[:20_000] + "\n... (truncated)", "sdf.json", "json")
 
     # per run: config and command
     doc.h(2, "Runs: config and command")
+    if kind == "grid":
+        doc.p("The whole grid (finished cells are kept, unfinished ones resume):")
+        doc.pre(f"jointaug grid {shlex.quote(str(run_dir / 'grid.yaml'))} --out {shlex.quote(str(run_dir))}", "sh")
+    doc.p("Each command below retrains and evaluates that run alone (jointaug train: the same code as "
+          + ("the grid's cells" if kind == "grid" else "jointaug run") + "); its full config follows.")
     for e in entries:
         doc.h(3, f"{e.label} ({e.state})")
         if e.command:
-            doc.code(e.command, "command that reproduces it", "sh")
+            doc.pre(e.command, "sh")
         cfgp = e.dir / "config.yaml"
         if cfgp.is_file():
             doc.code(cfgp.read_text(), f"config ({cfgp.relative_to(run_dir)})", "yaml")
