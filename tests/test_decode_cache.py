@@ -234,3 +234,22 @@ def test_max_resolution_config_errors(folder: Path) -> None:
         load_config("simclr/imagenette", [f"data.root={folder}", "data.size=64"])
     with pytest.raises(ConfigError, match="aug.where"):
         load_config("simclr/imagenette", [f"data.root={folder}", "aug.where=everywhere"])
+
+
+def test_decode_benchmark_writes_its_table(tmp_path: Path) -> None:
+    import argparse
+
+    from jointaug.bench.decode import main
+
+    args = argparse.Namespace(dir224=None, dir500=None, images=3, rounds=1, out=str(tmp_path / "decode"))
+    assert main(args) == 0
+    import json
+
+    result = json.loads((tmp_path / "decode.json").read_text())
+    rows = {(r["input"], r["mode"].split(" (")[0]): r for r in result["rows"]}
+    assert tuple(rows[("500x375", "full")]["decoded_hw"]) == (375, 500)
+    assert tuple(rows[("500x375", "draft 64 px")]["decoded_hw"]) == (188, 250)  # 1/2 scale, >= 166
+    assert tuple(rows[("224x224", "draft 64 px")]["decoded_hw"]) == (224, 224)  # 224 < 2 x 166: full
+    assert rows[("500x375", "draft 64 px")]["mean_abs_diff_255"] < 2.0  # the same picture
+    assert "| 500x375 | full |" in (tmp_path / "decode.md").read_text()
+    assert result["machine"]["load_average"] is not None

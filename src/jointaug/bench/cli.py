@@ -16,6 +16,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "augment": ("jointaug.bench.augment", "view-rendering throughput against PIL / torchvision / kornia"),
     "train": ("jointaug.bench.train", "training throughput and data wait through the real trainer"),
     "backbone": ("jointaug.bench.backbone", "forward + backward + SGD step images/s of backbones"),
+    "decode": ("jointaug.bench.decode", "JPEG decode images/s: full vs draft at the side the views need"),
+    "folder": ("jointaug.bench.folder", "image-folder training: images/s, data wait per epoch, peak memory"),
 }
 
 
