@@ -166,7 +166,11 @@ def test_sigkill_in_the_middle_of_a_grid_reruns_only_unfinished_cells(tmp_path: 
     proc.stderr.close()
     assert read_result(second) is None and not third.exists()  # killed inside the second cell
     first_mtime = (first / "result.json").stat().st_mtime_ns
-    assert subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True).returncode == 0
+    rerun = subprocess.run(cmd[:-1], cwd=tmp_path, env=env, capture_output=True, text=True)  # with the report
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "| all | 3/3 |" in rerun.stdout and "3/3 cells done" in rerun.stdout
+    for name in ("results.json", "results.md", "results.csv", "loss.png", "report.html", "report.md", "grid.yaml"):
+        assert (out / name).is_file(), name
     assert (first / "result.json").stat().st_mtime_ns == first_mtime  # finished cell untouched
     attempts = {d.name: len((d / "attempts.jsonl").read_text().splitlines()) for d in (first, second, third)}
     assert list(attempts.values()) == [1, 2, 1]  # only the killed cell was started again
