@@ -378,8 +378,9 @@ def write_report(run_dir: str | os.PathLike, *, gallery_images: int = 4) -> dict
                  _diff(g.get("diff_knn_top1")), _diff(g.get("diff_linear_top1"))] for g in res["groups"]]
         doc.table(["group", "seeds done", "kNN top-1 (%)", "linear top-1 (%)", "Δ kNN vs baseline [95% CI]",
                    "Δ linear vs baseline [95% CI]"], rows, "groups")
+        base = res.get("baseline_labels", res["baseline"])  # slugs in results of an older grid module
         doc.p("Mean ± std over seeds; Δ: mean paired difference (same seed) to the baseline "
-              f"({', '.join(f'{a}={v}' for a, v in res['baseline_labels'].items()) or 'none'}) with a 95% Student-t "
+              f"({', '.join(f'{a}={v}' for a, v in base.items()) or 'none'}) with a 95% Student-t "
               "interval over seeds.")
     head = ["run" if kind == "run" else "cell", "state", "kNN top-1 (%)", "linear top-1 (%)", "wall time (s)",
             "train time (s)", "images/s", "data wait", "final loss"]
