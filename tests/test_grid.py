@@ -102,6 +102,20 @@ def test_invalid_cell_config_names_the_cell_and_key_before_anything_runs(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_dry_run_lists_the_chosen_cells_with_their_commands(tmp_path: Path, capsys) -> None:
+    from jointaug.cli import main as cli_main
+
+    f = write_grid(tmp_path / "g.yaml", {"policy": ["random", "jcrop(0)"], "seed": [0, 1]})
+    assert cli_main(["grid", str(f), "--out", str(tmp_path / "out"), "--dry-run", "--only", "seed=1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [x.split("\t")[:2] for x in lines] == [["policy=random-crop__seed=1", "missing"],
+                                                   ["policy=j-crop__seed=1", "missing"]]
+    assert "jointaug train simclr/synthetic" in lines[0] and "train.seed=1" in lines[0]
+    assert not (tmp_path / "out").exists()
+    assert cli_main(["grid", str(f), "--dry-run", "--only", "seed=7"]) == 2
+    assert "matches no cell" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------- statistics
 def test_t_quantile_and_paired_interval() -> None:
     pytest.importorskip("scipy")

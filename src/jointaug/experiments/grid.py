@@ -720,6 +720,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the file's executor.name)")
     parser.add_argument("--jobs", type=int, help="cells at a time (local processes / slurm array parallelism)")
     parser.add_argument("--threads", type=int, help="torch threads per cell (default: cores / jobs for local)")
+    parser.add_argument("--only", metavar="REGEX",
+                        help="run only the cells whose id matches (e.g. 'seed=0' or 'policy=(random-crop|j-crop)'); "
+                             "the table still lists every cell")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the cells, run nothing")
     parser.add_argument("--no-report", action="store_true", help="do not write the HTML/Markdown report")
 
@@ -737,14 +740,23 @@ def main(args: argparse.Namespace) -> int:
     threads = args.threads or ex.get("threads")
     print(f"grid {grid.name}: {len(cells)} cells, {sum(read_result(c.dir) is not None for c in cells)} done; "
           f"folder {out}", file=sys.stderr)
+    chosen = cells
+    if getattr(args, "only", None):
+        try:
+            pattern = re.compile(args.only)
+        except re.error as exc:
+            raise GridError(f"--only {args.only!r}: not a regular expression ({exc})") from None
+        chosen = [c for c in cells if pattern.search(c.id)]
+        if not chosen:
+            raise GridError(f"--only {args.only!r} matches no cell; ids look like {cells[0].id}")
     if args.dry_run:
-        for c in cells:
+        for c in chosen:
             print(f"{c.id}\t{cell_state(c.dir)}\t{c.command()}")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     (out / "grid.yaml").write_text(Path(args.file).read_text())
     t0 = time.perf_counter()
-    failed = run_grid(cells, out, executor=executor, jobs=jobs, threads=threads,
+    failed = run_grid(chosen, out, executor=executor, jobs=jobs, threads=threads,
                       timeout_min=int(ex.get("timeout_min", 24 * 60)), slurm=ex.get("slurm"),
                       log=lambda m: print(m, file=sys.stderr, flush=True))
     res = write_results(grid, cells, out)
