@@ -161,8 +161,8 @@ def _metrics(out: Path) -> dict[str, dict]:
 
 
 def test_sigkill_in_the_middle_of_a_grid_reruns_only_unfinished_cells(tmp_path: Path, keep_threads) -> None:
-    # each step sleeps 0.25 s, so a cell's second epoch (2 steps) leaves time to kill it after its first checkpoint
-    f = write_grid(tmp_path / "g.yaml", {"seed": [0, 1, 2]}, fixed={"train.debug_step_delay": 0.25})
+    # each step sleeps 0.15 s, so a cell's second epoch (2 steps) leaves time to kill it after its first checkpoint
+    f = write_grid(tmp_path / "g.yaml", {"seed": [0, 1, 2]}, fixed={"train.debug_step_delay": 0.15})
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "jointaug.cli", "grid", str(f), "--out", str(out), "--executor", "sequential",
            "--no-report"]
