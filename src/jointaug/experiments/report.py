@@ -223,7 +223,7 @@ def _densities(policies: list[tuple[str, Any]], path: Path, image_hw: tuple[int,
             betas.append(float(cfg.aug.beta))
     if not any(cfg.aug.crop in ("random", "joint") for _, cfg in policies):
         return None
-    data = log_ratio_density_data(tuple(betas), scale=scale, image_hw=image_hw, pairs=20_000, seed=0, bins=40)
+    data = log_ratio_density_data(tuple(betas), scale=scale, image_hw=image_hw, pairs=10_000, seed=0, bins=30)
     return plot_log_ratio_density(data, path)
 
 
