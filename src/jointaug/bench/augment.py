@@ -528,7 +528,7 @@ def markdown(result: dict, command: str) -> str:
         "| input -> view | " + " | ".join(others) + " | jointaug fast | fast J-Crop+J-Blur | jointaug exact "
         "| exact J-Crop+J-Blur | fast / baseline | exact / baseline | fast / kornia | joint sampling overhead "
         "| joint end to end |",
-        "|---|" + "---:|" * (len(others) + 10),
+        "|---|" + "---:|" * (len(others) + 9),
     ]
 
     def f(v: float | None) -> str:

@@ -369,8 +369,10 @@ def _band_pass(src: Tensor, index: Tensor, w: Tensor, out: Tensor | None = None)
     (uint8 or float) gathered tap by tap and accumulated in float32. ``index`` [..., n, K] int64,
     ``w`` broadcastable to ``index`` [..., n, K]; returns [..., n, L] (into ``out`` when given)."""
     shape = (*index.shape[:-1], src.shape[1])
+    # float rows gathered as raw bytes: the same bits, copied by the byte kernel (faster on CPU)
+    raw = src.view(torch.uint8) if src.dtype == torch.float32 and src.device.type == "cpu" else src
     for t in range(index.shape[-1]):
-        g = src.index_select(0, index[..., t].reshape(-1)).view(shape)
+        g = raw.index_select(0, index[..., t].reshape(-1)).view(src.dtype).view(shape)
         wt = w[..., t, None]
         if t == 0:
             out = torch.mul(g, wt, out=out) if out is not None else torch.mul(g, wt)
@@ -379,11 +381,14 @@ def _band_pass(src: Tensor, index: Tensor, w: Tensor, out: Tensor | None = None)
     return out
 
 
-def _blur_band(z: Tensor, sigma: Tensor, rule: str) -> Tensor:
-    """Gaussian blur (reflect padding, torchvision's taps) of ``z`` [S, P, h, w], item s with
-    ``sigma[s]``, as shifted multiply-adds: work ~ pixels x taps (the dense blur matrices are
-    ~ pixels x side). Returns a new [S, P, h, w] float32 tensor."""
-    S, P, h, w = z.shape
+def _blur_band(z: Tensor, sigma: Tensor, rule: str, item_dim: int = 0) -> Tensor:
+    """Gaussian blur (reflect padding, torchvision's taps) of ``z`` [S, P, h, w] (``item_dim=1``:
+    [P, S, h, w]), item s with ``sigma[s]``, as shifted multiply-adds: work ~ pixels x taps (the
+    dense blur matrices are ~ pixels x side). Returns a new float32 tensor shaped like ``z``."""
+    *lead, h, w = z.shape
+    S = lead[item_dim]
+    shape = [1, 1, 1, 1]
+    shape[item_dim] = S
     for axis, n in ((2, h), (3, w)):
         taps = gaussian_taps(sigma, blur_kernel_size(n, sigma, rule)).float()  # [S, Kb], centred
         kb = taps.shape[1]
@@ -391,12 +396,12 @@ def _blur_band(z: Tensor, sigma: Tensor, rule: str) -> Tensor:
         if half == 0:
             continue
         pad = (0, 0, half, half) if axis == 2 else (half, half, 0, 0)
-        zp = F.pad(z.reshape(1, S * P, h, w), pad, mode="reflect").view(S, P, *(
+        zp = F.pad(z.reshape(1, lead[0] * lead[1], h, w), pad, mode="reflect").view(*lead, *(
             (h + 2 * half, w) if axis == 2 else (h, w + 2 * half)))
         acc = None
         for d in range(kb):
             sl = zp.narrow(axis, d, n)
-            wd = taps[:, d].view(S, 1, 1, 1)
+            wd = taps[:, d].view(shape)
             acc = sl * wd if acc is None else acc.addcmul_(sl, wd)
         z = acc
     return z
@@ -625,8 +630,6 @@ def _geometry_banded(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float,
     it = _items(rows, vg)
     if work is None:
         work = _Work(k, C, 0, 0, plan, fast, dev, geometry=False)
-    if x.dtype != torch.uint8 and x.dtype != torch.float32:
-        x = x.float()
     iy, wy = plan.y.idx[it], plan.y.w[it]  # [M, oh, Ky]
     ix, wx = plan.x.idx[it], plan.x.w[it]  # [M, ow, Kx]
     if scale != 1.0:
@@ -634,7 +637,10 @@ def _geometry_banded(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float,
     planes = torch.arange(C * M, device=dev).view(C, M)  # channel-major planes (c, item)
     img = torch.arange(M, device=dev) // vg
     src_plane = img[None, :] * C + torch.arange(C, device=dev)[:, None]  # [C, M]: plane of x
-    xt = x.transpose(2, 3).contiguous().view(k * C * W, H)  # rows: source columns
+    # rows: source columns, float32 (one transposing conversion of the source; converting the
+    # gathered taps instead would convert every source pixel K x (views) times)
+    xt = torch.empty(k * C * W, H, dtype=torch.float32, device=dev)
+    xt.view(k, C, W, H).copy_(x.transpose(2, 3))
     h = _band_pass(xt, (src_plane * W)[:, :, None, None] + ix[None], wx[None])  # [C, M, ow, H]
     ht = h.transpose(2, 3).contiguous().view(C * M * H, ow)  # rows: source rows of the resized columns
     y = work.y[:C].view(C, M, oh, ow)
@@ -644,8 +650,7 @@ def _geometry_banded(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float,
         m = y.view(C, M, oh * ow).mean(dim=2).t().unsqueeze(2)  # [M, C, 1], un-blurred views
         sel = _subset(plan.blur[it])
         if sel is not None:
-            blurred = _blur_band(y[:, sel].transpose(0, 1), plan.sigma[it][sel], st.rule)
-            y[:, sel] = blurred.transpose(0, 1)
+            y[:, sel] = _blur_band(y[:, sel], plan.sigma[it][sel], st.rule, item_dim=1)
     return work.y, m
 
 
