@@ -49,12 +49,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_BETAS", "DEFAULT_RATIOS", "add_arguments", "base_policy_config", "compute_sdf",
+__all__ = ["DEFAULT_BETAS", "DEFAULT_RATIOS", "add_arguments", "base_policy_config", "compute_sdf", "norm_stats",
            "fixed_ratio_policy", "main", "pair_cosines", "plot_sdf", "sdf_of_policy", "summarize", "view_cosines"]
 
 DEFAULT_BETAS = (-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0)
 DEFAULT_RATIOS = (1.0, 2.0, 3.0, 4.0, 5.0)
 #: the base: the checkpoint's recipe with every joint law independent and uniform crop centres
+CURVES = ("ratio", "jcrop", "jblur")
 BASE_OVERRIDES = ["aug.crop=random", "aug.blur=random", "aug.color=random", "aug.ccrop=false"]
 
 
@@ -181,7 +182,7 @@ def _run_folder(checkpoint: Path) -> Path:
     return p.parent if p.name == "checkpoints" else p
 
 
-def _norm(ckpt: dict[str, Any]) -> tuple[list[float], list[float]]:
+def norm_stats(ckpt: dict[str, Any]) -> tuple[list[float], list[float]]:
     """Training normalisation: the checkpoint's mean/std, else its config's data.*, else ImageNet's."""
     from jointaug.augment import IMAGENET_MEAN, IMAGENET_STD
     from jointaug.eval.checkpoint import config_get
@@ -215,8 +216,12 @@ def compute_sdf(checkpoint: str | Path, *, betas: Sequence[float] = DEFAULT_BETA
                 ratios: Sequence[float] = DEFAULT_RATIOS, limit: int | None = None, seed: int | None = None,
                 device: str = "auto", backbone: str | None = None, features: str = "backbone",
                 blur_p: float = 0.5, n_boot: int = 2000, batch_size: int = 256,
-                log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Every SDF curve of ``jointaug sdf`` for one checkpoint, as the JSON dict of the module docstring."""
+                curves: Sequence[str] = CURVES, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The SDF ``curves`` (default all: ratio, jcrop, jblur) of one checkpoint, as the JSON dict of the module
+    docstring."""
+    bad = [c for c in curves if c not in CURVES]
+    if bad or not curves:
+        raise ValueError(f"--curves: unknown curve(s) {bad}; choose from {', '.join(CURVES)}")
     from jointaug.config import build_policy
     from jointaug.eval.checkpoint import config_get, features_from_checkpoint, load_checkpoint_dict
     from jointaug.sampling.policy_names import parse_policies
@@ -235,7 +240,7 @@ def compute_sdf(checkpoint: str | Path, *, betas: Sequence[float] = DEFAULT_BETA
     base = base_policy_config(config)
     size = int(base.aug.size) if base.aug.size is not None else 32
     encoder = features_from_checkpoint(ckpt, features, f"checkpoint {checkpoint}", probe_size=size).to(dev).eval()
-    mean, std = _norm(ckpt)
+    mean, std = norm_stats(ckpt)
     seed = int(seed if seed is not None else config_get(config, "train.seed", 0) or 0)
     mode = str(base.aug.mode)
     images, data_name, split = _images(config, limit)
@@ -271,11 +276,15 @@ def compute_sdf(checkpoint: str | Path, *, betas: Sequence[float] = DEFAULT_BETA
         "n_images": len(images), "seed": seed, "backbone": saved, "features": features, "data": data_name,
         "split": split, "n_boot": n_boot,
     }
-    result["ratio"] = curve("ratios", ratios, [one(f"ratio 1:{r:g}", fixed_ratio_policy(random_policy, r))
-                                               for r in ratios])
-    result["ratio"]["reference"] = ref(rc_label, random_res)
-    result["jcrop"] = curve("betas", betas, [one(*policy_of(f"jcrop({b:g})")) for b in betas])
-    result["jcrop"]["reference"] = ref(rc_label, random_res)
+    if "ratio" in curves:
+        result["ratio"] = curve("ratios", ratios, [one(f"ratio 1:{r:g}", fixed_ratio_policy(random_policy, r))
+                                                   for r in ratios])
+        result["ratio"]["reference"] = ref(rc_label, random_res)
+    if "jcrop" in curves:
+        result["jcrop"] = curve("betas", betas, [one(*policy_of(f"jcrop({b:g})")) for b in betas])
+        result["jcrop"]["reference"] = ref(rc_label, random_res)
+    if "jblur" not in curves:
+        return result
     blur_extra: list[str] = []
     if all(v.blur_p == 0 for v in random_policy.views[:2]):
         if not 0 < blur_p <= 1:
@@ -357,6 +366,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", default="backbone", help="backbone (default) or a method's feature kind")
     parser.add_argument("--blur-p", type=float, default=0.5,
                         help="blur probability of both views for the J-Blur curve when the recipe has none")
+    parser.add_argument("--curves", default=",".join(CURVES), help="which curves (default ratio,jcrop,jblur)")
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--batch-size", type=int, default=256)
 
@@ -376,7 +386,8 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = compute_sdf(ckpt, betas=betas, ratios=ratios, limit=args.limit, seed=args.seed, device=args.device,
                          backbone=args.backbone, features=args.features, blur_p=args.blur_p, n_boot=args.n_boot,
-                         batch_size=args.batch_size, log=lambda s: print(s, file=sys.stderr, flush=True))
+                         batch_size=args.batch_size, curves=[c.strip() for c in args.curves.split(",") if c.strip()],
+                         log=lambda s: print(s, file=sys.stderr, flush=True))
     result["wall_time_s"] = round(time.perf_counter() - t0, 1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sdf.json").write_text(json.dumps(result, indent=2) + "\n")
