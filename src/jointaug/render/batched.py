@@ -61,8 +61,10 @@ GPU_CHUNK_BYTES = 1 << 30
 #: "auto" (the cheaper by :func:`band_cost_ratio`)
 GEOMETRIES = ("auto", "dense", "banded")
 #: "auto" takes the banded path when the dense products would do more than this many multiply-adds
-#: per banded element operation (BLAS multiply-adds are that much cheaper than gathers)
-BAND_RATIO = 8.0
+#: per banded element operation: measured on one core of a 2-core AMD EPYC VM (process CPU time,
+#: SimCLR views 32..500 px), a BLAS multiply-add cost about 0.045 ns, a gathered tap (index_select +
+#: multiply-add) about 1.2 ns, a shifted blur tap about 0.25 ns, a transposed copy about 1 ns
+BAND_RATIO = 27.0
 
 
 @dataclass
@@ -350,18 +352,24 @@ class _BandAxis(_Axis):
         self.n, self.K = n, col.shape[0]
 
 
-def band_cost_ratio(C: int, H: int, W: int, oh: int, ow: int, ky: int, kx: int, vg: int = 1) -> float:
-    """Multiply-adds of the dense path per element operation of the banded path, for one image's
-    ``vg`` views of oh x ow from a C x H x W source with ``ky`` / ``kx`` taps per output pixel.
+def band_cost_ratio(C: int, H: int, W: int, oh: int, ow: int, ky: int, kx: int, vg: int = 1,
+                    blur_frac: float = 0.0, kb: tuple[int, int] = (0, 0), exact: bool = False) -> float:
+    """Multiply-adds of the dense path per (gather-equivalent) operation of the banded path, for one
+    image's ``vg`` views of oh x ow from a C x H x W source with ``ky`` / ``kx`` taps per output
+    pixel, ``blur_frac`` of the views blurred with ``kb`` = (vertical, horizontal) taps.
 
     Dense: per view and channel a vertical product ``(oh + 1) x H x W`` and a horizontal one
-    ``oh x W x ow``. Banded (:func:`_geometry_banded`): per view and channel ``kx`` gathers and
-    multiply-adds of ``ow x H`` rows, a transposition, ``ky`` of ``oh x ow``; the source
-    transposed once per image.
+    ``oh x W x ow`` (fast mode folds the blur into them; exact mode adds two blur products of
+    ``oh x ow x (oh + ow)``). Banded (:func:`_geometry_banded`): per view and channel ``kx``
+    gathered taps of ``ow x H`` and ``ky`` of ``oh x ow``; blur as ``kb`` shifted taps per axis (a
+    fifth of a gathered tap each); transposing the intermediate and the source (about one each).
     """
     dense = vg * C * ((oh + 1) * H * W + oh * W * ow)
-    band = vg * C * ((2 * kx + 1) * ow * H + (2 * ky + 1) * oh * ow) + C * H * W
-    return dense / max(band, 1)
+    if exact:
+        dense += blur_frac * vg * C * oh * ow * (oh + ow)
+    band = (vg * C * (kx * ow * H + ky * oh * ow + blur_frac * (kb[0] + kb[1]) * oh * ow / 5)
+            + (vg * C * ow * H + C * H * W) / 1.2)
+    return dense / max(band, 1.0)
 
 
 def _band_pass(src: Tensor, index: Tensor, w: Tensor, out: Tensor | None = None) -> Tensor:
@@ -456,7 +464,8 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
     blur, sigma, solarize = g["blur_apply"], g["blur_sigma"].float(), g["solarize"]
     sh, sw = (src_hw if src_hw is not None else (None, None))
     banded = _want_band(st, box, oh, ow, vg, (sh, sw) if src_hw is not None else
-                        (int(hw[:, 0].max()), int(hw[:, 1].max())) if hw.numel() else (1, 1), device)
+                        (int(hw[:, 0].max()), int(hw[:, 1].max())) if hw.numel() else (1, 1), device,
+                        float(blur.float().mean()) if blur.numel() else 0.0)
     fold = blur if fast and not banded else None  # fast mode folds the blur into the matrices (dense)
 
     taps: dict[int, _BlurTaps] = {}  # blur taps per output side (shared by the axes)
@@ -501,7 +510,8 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
     return _Plan(views, oh, ow, y, x, blur, sigma, A, const, K, solarize, bool(solarize.any()), banded)
 
 
-def _want_band(st: _Settings, box: Tensor, oh: int, ow: int, vg: int, src_hw: tuple[int, int], device) -> bool:
+def _want_band(st: _Settings, box: Tensor, oh: int, ow: int, vg: int, src_hw: tuple[int, int], device,
+               blur_frac: float = 0.0) -> bool:
     """Banded or dense resampling for a group: the override ``st.geometry``, else (``"auto"``) banded
     on CPU when :func:`band_cost_ratio` exceeds ``BAND_RATIO`` (CUDA keeps the dense products)."""
     if st.geometry != "auto":
@@ -510,7 +520,8 @@ def _want_band(st: _Settings, box: Tensor, oh: int, ow: int, vg: int, src_hw: tu
         return False
     ky = math.ceil(2 * max(1.0, float(box[:, 3].max()) / oh))
     kx = math.ceil(2 * max(1.0, float(box[:, 2].max()) / ow))
-    return band_cost_ratio(3, src_hw[0], src_hw[1], oh, ow, ky, kx, vg) > BAND_RATIO
+    kb = (int(blur_kernel_size(oh, 2.0, st.rule)), int(blur_kernel_size(ow, 2.0, st.rule)))  # sigma: SimCLR's max
+    return band_cost_ratio(3, src_hw[0], src_hw[1], oh, ow, ky, kx, vg, blur_frac, kb, st.mode == "exact") > BAND_RATIO
 
 
 def _items(rows: slice | Tensor, vg: int) -> slice | Tensor:
