@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("jointaug.analysis.stats", "difficulty statistics of a crop or blur policy (JSON + table)"),
     "plot": ("jointaug.analysis.plots", "log-ratio densities (Fig. 3) and corner distance vs beta (Fig. 7)"),
     "pairs": ("jointaug.analysis.pairs", "gallery of positive pairs for a folder of images"),
-    "bench": ("jointaug.bench.cli", "benchmarks: augment (renderer), train (trainer), backbone (models)"),
+    "bench": ("jointaug.bench.cli", "benchmarks (renderer, training, backbones, decoding, folders): bench NAME"),
     "export": ("jointaug.export", "write a checkpoint's backbone for torchvision, timm or detectron2"),
     "sdf": ("jointaug.analysis.sdf", "SDF (paper Eq. 2): pair difficulty vs fixed area ratio and J-Crop/J-Blur beta"),
     "grid": ("jointaug.experiments.grid", "an experiment grid (axes x seeds) run sequentially, locally or on Slurm"),
