@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
+    "CONTROLLER_DEFAULTS",
+    "SCHEDULABLE",
     "AugConfig",
     "Config",
     "ConfigError",
@@ -37,6 +40,11 @@ __all__ = [
     "load_config",
     "scaled_lr",
     "validate",
+    "aug_schedules",
+    "build_policy",
+    "controller_settings",
+    "policy_kwargs",
+    "with_aug_values",
 ]
 
 #: data-set names accepted when the data package does not list its own
@@ -136,6 +144,7 @@ class AugConfig:
     scale: list[float] | None = None  # crop area range (None: the recipe's)
     blur_p: list[float] | None = None  # per-view blur probabilities (None: the recipe's)
     combine: str = "coin"  # coin | both (J-Crop and J-Blur together)
+    coin_p: float | None = None  # combine=coin: probability of J-Crop (else J-Blur) per image (None: fair, 1/2)
     bound: str = "paper"  # paper | code
     fallback: str = "whole"  # whole | center
     n_local: int | None = None  # multi-crop: local views after the 2 global ones (None: the recipe's; dino 6, others 0)
@@ -156,6 +165,12 @@ class AugConfig:
     ccrop_every: int = 20  # epochs between box refreshes (the authors' ImageNet: 20)
     ccrop_threshold: float = 0.1  # box = pixels of the [0, 1] heat map above this
     ccrop_alpha: float = 0.6  # Beta(alpha, alpha) centre law; < 1 pushes centres to the box's edges
+    # adaptive difficulty (issue 13): numeric keys above as functions of training progress step / total_steps;
+    # key -> schedule spec (jointaug.sampling.schedules); keys: SCHEDULABLE (scale.0 = aug.scale[0] ...)
+    schedule: dict[str, Any] = field(default_factory=dict)
+    # integral controller on aug.beta holding the online SDF at a target (jointaug.train.difficulty):
+    # {target: number or schedule spec, gain, every, smoothing, beta_min, beta_max, max_change}; null: off
+    controller: dict[str, Any] | None = None
 
 
 @dataclass
@@ -556,6 +571,11 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     if blur_p is not None and not all(0 <= p <= 1 for p in blur_p):
         c.fail("aug.blur_p", "must hold probabilities in [0, 1]")
     c.choice("aug.combine", ("coin", "both"))
+    c.number("aug.coin_p", lo=0, hi=1, optional=True)
+    if cfg.aug.coin_p is not None and not (cfg.aug.crop == "joint" and cfg.aug.blur == "joint"
+                                           and cfg.aug.combine == "coin"):
+        c.fail("aug.coin_p", "is the probability of J-Crop in the J-Crop-or-J-Blur coin: needs aug.crop=joint, "
+                             "aug.blur=joint and aug.combine=coin")
     c.choice("aug.bound", ("paper", "code"))
     c.choice("aug.fallback", ("whole", "center"))
     c.choice("aug.mode", ("fast", "exact"))
@@ -580,6 +600,7 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
         for key, msg in _M[cfg.method.name].config_errors(params, batch_size=int(cfg.optim.batch_size),
                                                            num_views=policy.num_views):
             c.fail(f"method.params.{key}", f"{msg} (got {params.get(key)!r})")
+    _check_adaptive(c, cfg)
     # optim
     c.choice("optim.name", ("sgd", "lars", "adamw"))
     c.number("optim.lr", lo=0, lo_open=True)
@@ -624,10 +645,20 @@ def validate(cfg: DictConfig, sources: dict[str, str] | None = None) -> None:
     c.number("eval.linear_weight_decay", lo=0)
 
 
-def build_policy(cfg: DictConfig):
-    """The :class:`~jointaug.sampling.ViewPolicy` of ``cfg.aug``."""
+def build_policy(cfg: DictConfig, values: Mapping[str, float] | None = None):
+    """The :class:`~jointaug.sampling.ViewPolicy` of ``cfg.aug``; ``values``: schedulable keys
+    (:data:`SCHEDULABLE`, e.g. ``{"beta": 1.5, "scale.0": 0.3}``) overriding the config's values."""
     from jointaug.sampling import make_policy
 
+    kw = policy_kwargs(cfg)
+    if values:
+        kw = with_aug_values(kw, values)
+    return make_policy(**kw)
+
+
+def policy_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """The :func:`~jointaug.sampling.make_policy` keywords (``recipe`` included) of ``cfg.aug``: computed once,
+    so a schedule can rebuild the policy per step without re-reading the config."""
     a = cfg.aug
     extra: dict[str, Any] = {}
     from jointaug.methods import METHODS, method_hyperparameters
@@ -638,14 +669,15 @@ def build_policy(cfg: DictConfig):
         if float(a.rotate_p) != 0.0:
             extra.pop("rotate_p", None)
     rotate_p = extra.pop("rotate_p", float(a.rotate_p))
-    return make_policy(
-        a.recipe, **extra, crop=a.crop, blur=a.blur, color=a.color, beta=float(a.beta),
+    coin_p = a.get("coin_p")  # older stored configs lack the key
+    return dict(
+        recipe=a.recipe, **extra, crop=a.crop, blur=a.blur, color=a.color, beta=float(a.beta),
         blur_beta=None if a.blur_beta is None else float(a.blur_beta),
         color_beta=None if a.color_beta is None else float(a.color_beta),
         size=None if a.size is None else int(a.size),
         scale=None if a.scale is None else tuple(float(x) for x in a.scale),
         blur_p=None if a.blur_p is None else tuple(float(x) for x in a.blur_p),
-        combine=a.combine, bound=a.bound, fallback=a.fallback,
+        combine=a.combine, coin_p=None if coin_p is None else float(coin_p), bound=a.bound, fallback=a.fallback,
         n_local=None if a.n_local is None else int(a.n_local),
         local_size=None if a.local_size is None else int(a.local_size),
         local_scale=None if a.local_scale is None else tuple(float(x) for x in a.local_scale),
@@ -654,3 +686,192 @@ def build_policy(cfg: DictConfig):
         pad=a.pad, rotate_p=rotate_p,
         centre="region_beta" if a.ccrop else "uniform", region_alpha=float(a.ccrop_alpha),
     )
+
+
+# --------------------------------------------------------------------------------------------- schedules
+#: numeric aug keys ``aug.schedule`` may move: name -> (AugConfig field, index in a two-number list or None)
+SCHEDULABLE: dict[str, tuple[str, int | None]] = {
+    "beta": ("beta", None), "blur_beta": ("blur_beta", None), "color_beta": ("color_beta", None),
+    "crop_size": ("crop_size", None), "alpha": ("alpha", None), "rotate_p": ("rotate_p", None),
+    "coin_p": ("coin_p", None), "scale.0": ("scale", 0), "scale.1": ("scale", 1),
+    "blur_p.0": ("blur_p", 0), "blur_p.1": ("blur_p", 1),
+}
+#: ``aug.controller`` keys and their defaults (``target`` is required)
+CONTROLLER_DEFAULTS: dict[str, float] = {"gain": 2.0, "every": 10, "smoothing": 0.05, "beta_min": -4.0,
+                                         "beta_max": 4.0, "max_change": 0.25}
+
+
+def with_aug_values(kwargs: dict[str, Any], values: Mapping[str, float]) -> dict[str, Any]:
+    """:func:`policy_kwargs` with the schedulable ``values`` in force (``scale.0`` replaces the lower crop area
+    bound of ``aug.scale``, or of the recipe's range when ``aug.scale`` is unset)."""
+    from jointaug.sampling.recipes import RECIPE_ALIASES, RECIPES
+
+    out = dict(kwargs)
+    recipe = RECIPES[RECIPE_ALIASES.get(out["recipe"], out["recipe"])]
+    for key, value in values.items():
+        name, index = SCHEDULABLE[key]
+        if index is None:
+            out[name] = float(value)
+            continue
+        pair = list(out[name] if out.get(name) is not None else recipe[name])
+        pair[index] = float(value)
+        out[name] = tuple(pair)
+    return out
+
+
+def aug_schedules(cfg: DictConfig) -> dict[str, Any]:
+    """``aug.schedule`` parsed: schedulable key -> :class:`~jointaug.sampling.schedules.Schedule`. Accepts
+    ``scale.0`` as one key or nested (``aug.schedule.scale.0=...`` on the command line). Raises
+    :class:`ConfigError` naming ``aug.schedule.<key>`` for an unknown key or a bad spec."""
+    from collections.abc import Mapping as _Map
+
+    from jointaug.sampling.schedules import ScheduleError, parse_schedule
+
+    raw = cfg.aug.get("schedule") if "schedule" in cfg.aug else None
+    if raw is None:
+        return {}
+    raw = OmegaConf.to_container(raw) if isinstance(raw, DictConfig) else dict(raw)
+    flat: dict[str, Any] = {}
+    for k, v in raw.items():
+        k = str(k)
+        if k in ("scale", "blur_p") and isinstance(v, _Map) and "kind" not in v:
+            for i, spec in v.items():
+                flat[f"{k}.{i}"] = spec
+        else:
+            flat[k] = v
+    out = {}
+    for key, spec in flat.items():
+        if key not in SCHEDULABLE:
+            raise ConfigError(f"aug.schedule.{key}={spec!r}: unknown schedulable key; choose from "
+                              f"{', '.join(SCHEDULABLE)}")
+        try:
+            out[key] = parse_schedule(spec, f"aug.schedule.{key}")
+        except ScheduleError as exc:
+            raise ConfigError(f"{exc} (value {spec!r})") from None
+    return out
+
+
+def controller_settings(cfg: DictConfig) -> dict[str, Any] | None:
+    """``aug.controller`` with defaults filled in and ``target`` parsed (a number or a Schedule); None when off.
+    Raises :class:`ConfigError` naming ``aug.controller.<key>``."""
+    from jointaug.sampling.schedules import ScheduleError, parse_schedule
+
+    raw = cfg.aug.get("controller") if "controller" in cfg.aug else None
+    if raw is None:
+        return None
+    raw = OmegaConf.to_container(raw) if isinstance(raw, DictConfig) else dict(raw)
+    unknown = sorted(set(raw) - set(CONTROLLER_DEFAULTS) - {"target"})
+    if unknown:
+        raise ConfigError(f"aug.controller.{unknown[0]}={raw[unknown[0]]!r}: unknown key; accepted: target, "
+                          f"{', '.join(CONTROLLER_DEFAULTS)}")
+    if "target" not in raw:
+        raise ConfigError(f"aug.controller={raw!r}: needs a target (the SDF to hold: a number or a schedule spec)")
+    out: dict[str, Any] = dict(CONTROLLER_DEFAULTS)
+    for k, v in raw.items():
+        if k == "target":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            raise ConfigError(f"aug.controller.{k}={v!r}: must be a finite number")
+        out[k] = float(v)
+    try:
+        target = parse_schedule(raw["target"], "aug.controller.target")
+    except ScheduleError as exc:
+        raise ConfigError(f"{exc} (value {raw['target']!r})") from None
+    out["target"] = target.points[0][1] if target.is_constant else target
+    checks = {"gain": out["gain"] > 0, "every": out["every"] >= 1 and float(out["every"]).is_integer(),
+              "smoothing": 0 < out["smoothing"] <= 1, "max_change": out["max_change"] > 0,
+              "beta_max": out["beta_max"] > out["beta_min"]}
+    why = {"gain": "must be > 0", "every": "must be an integer >= 1 (steps between beta updates)",
+           "smoothing": "must be in (0, 1] (weight of a new batch in the running mean)",
+           "max_change": "must be > 0", "beta_max": f"must be > aug.controller.beta_min={out['beta_min']!r}"}
+    for k, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"aug.controller.{k}={out[k]!r}: {why[k]}")
+    out["every"] = int(out["every"])
+    return out
+
+
+_BOUNDS: dict[str, tuple[float | None, float | None, bool, str]] = {  # (lo, hi, lo_open, wording)
+    "crop_size": (0.0, 1.0, True, "in (0, 1]"), "alpha": (0.0, None, True, "> 0"),
+    "rotate_p": (0.0, 1.0, False, "in [0, 1]"), "coin_p": (0.0, 1.0, False, "in [0, 1]"),
+    "scale.0": (0.0, 1.0, True, "in (0, 1]"), "scale.1": (0.0, 1.0, True, "in (0, 1]"),
+    "blur_p.0": (0.0, 1.0, False, "in [0, 1]"), "blur_p.1": (0.0, 1.0, False, "in [0, 1]"),
+}
+
+
+def _check_adaptive(c: _Checker, cfg: DictConfig) -> None:
+    """Check ``aug.schedule`` and ``aug.controller``: keys, specs, the values over the whole run, what the
+    keys apply to, and where they can run (main-process data paths, no ContrastiveCrop)."""
+    try:
+        schedules = aug_schedules(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} ({c.where('aug.schedule')})") from None
+    try:
+        ctrl = controller_settings(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} ({c.where('aug.controller')})") from None
+    if not schedules and ctrl is None:
+        return
+    a = cfg.aug
+    what = "aug.schedule" if schedules else "aug.controller"
+    if a.where != "main":
+        c.fail("aug.where", f"{what} rebuilds the view policy as training goes, which the main-process data "
+                            "paths do; use aug.where=main (views rendered in the training process)")
+    if a.ccrop:
+        c.fail("aug.ccrop", f"{what} with ContrastiveCrop is not supported (its region-centred twin policies are "
+                            "built once); turn one of them off")
+    fixed = a.crop not in ("random", "joint")
+    applies = {
+        "beta": (a.crop == "joint" or a.blur == "joint" or a.color == "joint", "a joint law (aug.crop, aug.blur "
+                 "or aug.color = joint)"),
+        "blur_beta": (a.blur == "joint", "aug.blur=joint"), "color_beta": (a.color == "joint", "aug.color=joint"),
+        "crop_size": (fixed, "fixed-size crops (aug.crop=fixed|gcc|cgcc|mgcc|mcgcc)"),
+        "alpha": (fixed and a.crop != "fixed", "the gcc family (aug.crop=gcc|cgcc|mgcc|mcgcc)"),
+        "scale.0": (not fixed, "resized crops (aug.crop=random|joint)"),
+        "scale.1": (not fixed, "resized crops (aug.crop=random|joint)"),
+        "coin_p": (a.crop == "joint" and a.blur == "joint" and a.combine == "coin",
+                   "the J-Crop-or-J-Blur coin (aug.crop=joint, aug.blur=joint, aug.combine=coin)"),
+    }
+    for key, sched in schedules.items():
+        ok, needs = applies.get(key, (True, ""))
+        if not ok:
+            c.fail(f"aug.schedule.{key}", f"has no effect: it applies to {needs}")
+        lo, hi, lo_open, wording = _BOUNDS.get(key, (None, None, False, ""))
+        for _, v in sched.points:  # every schedule kind stays within the values of its points
+            if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
+                c.fail(f"aug.schedule.{key}", f"reaches {v!r}; values of {key} must be {wording}")
+    if ctrl is not None:
+        if "beta" in schedules:
+            c.fail("aug.controller", "and aug.schedule.beta both set aug.beta; use one of them")
+        uses_beta = a.crop == "joint" or (a.blur == "joint" and a.blur_beta is None) or (
+            a.color == "joint" and a.color_beta is None)
+        if not uses_beta:
+            c.fail("aug.controller", "has no effect: it moves aug.beta, which no joint law of the policy uses "
+                                     "(set aug.crop=joint, or aug.blur/color=joint without their own beta)")
+        if not ctrl["beta_min"] <= float(a.beta) <= ctrl["beta_max"]:
+            c.fail("aug.beta", f"the controller starts from aug.beta, which must lie in [aug.controller.beta_min, "
+                               f"beta_max] = [{ctrl['beta_min']:g}, {ctrl['beta_max']:g}]")
+        from jointaug.methods import METHODS, method_hyperparameters
+
+        params = {**method_hyperparameters(cfg.method.name), **OmegaConf.to_container(cfg.method.params)}
+        why = METHODS[cfg.method.name].online_pairs_error(params)
+        if why:
+            c.fail("aug.controller", f"needs the online SDF of views 0 and 1 through the backbone, but method "
+                                     f"{cfg.method.name!r} {why}")
+    # the values at every breakpoint of every schedule (and a fine grid, for two bounds that must stay ordered)
+    grid = sorted({p for s in schedules.values() for p, _ in s.points} | {0.0, 1.0})
+    scale_keys = [k for k in ("scale.0", "scale.1") if k in schedules]
+    if scale_keys:
+        base = policy_kwargs(cfg)
+        for p in sorted(set(grid) | {i / 1000 for i in range(1001)}):
+            lo_hi = with_aug_values(base, {k: schedules[k](p) for k in scale_keys})["scale"]
+            if lo_hi[0] > lo_hi[1]:
+                c.fail(f"aug.schedule.{scale_keys[0]}", f"at progress {p:g} the crop area range would be "
+                                                         f"{list(lo_hi)}: min must stay <= max")
+    for p in grid:
+        values = {k: s(p) for k, s in schedules.items()}
+        try:
+            build_policy(cfg, values)
+        except ValueError as exc:
+            c.fail(f"aug.schedule.{next(iter(values))}" if values else "aug", f"at progress {p:g} the values "
+                   f"{values} give no valid view policy: {exc}")

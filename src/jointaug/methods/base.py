@@ -85,6 +85,12 @@ class Method(nn.Module):
         hyperparameters (LooC: its leave-one-out views); empty for most methods."""
         return {}
 
+    @classmethod
+    def online_pairs_error(cls, params: dict[str, Any]) -> str | None:
+        """Why ``forward`` does not pass views 0 and 1 through ``self.backbone`` (None when it does: the
+        trainer's online SDF reads the backbone's outputs during the forward, no extra pass)."""
+        return None
+
     def features(self, x: Tensor, kind: str = "backbone") -> Tensor:
         """Frozen features for evaluation: ``"backbone"`` (every method); others per method (see
         ``feature_kinds``)."""

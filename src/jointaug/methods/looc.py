@@ -134,6 +134,10 @@ class LooC(MomentumMethod):
         return errors
 
     @classmethod
+    def online_pairs_error(cls, params: dict[str, Any]) -> str | None:
+        return "passes only the query view (view 0) through its online backbone; the keys go through the momentum copy"
+
+    @classmethod
     def policy_options(cls, params: dict[str, Any]) -> dict[str, Any]:
         augs = tuple(params.get("augmentations") or ())
         out: dict[str, Any] = {"leave_one_out": augs, "loo_share": params.get("share", "one")}

@@ -75,6 +75,13 @@ class MoCo(MomentumMethod):
                                      "bn_splits": (1, None, "[)")}) + momentum_errors(params)
 
     @classmethod
+    def online_pairs_error(cls, params: dict[str, Any]) -> str | None:
+        if params.get("symmetric"):
+            return None
+        return ("passes only view 0 through its online backbone without symmetric=true (view 1 goes through the "
+                "momentum copy); set method.params.symmetric=true")
+
+    @classmethod
     def config_errors(cls, params: dict[str, Any], *, batch_size: int, num_views: int | None
                       ) -> list[tuple[str, str]]:
         errors = cls._param_errors(params)

@@ -195,13 +195,15 @@ class ViewSpec:
 @dataclass
 class ViewPolicy:
     """Views plus couplings. ``alternatives``: per image, one coupling set is chosen uniformly
-    at random (the paper's J-Crop-or-J-Blur coin); ``couplings`` always apply."""
+    at random (the paper's J-Crop-or-J-Blur coin); ``couplings`` always apply. ``alternative_p``
+    (two alternatives only): probability of the first set instead of 1/2 (None: uniform, as drawn so far)."""
 
     views: list[ViewSpec]
     couplings: list[Coupling] = field(default_factory=list)
     alternatives: list[list[Coupling]] = field(default_factory=list)
     fallback: str = "whole"
     name: str = "custom"
+    alternative_p: float | None = None
 
     def __post_init__(self) -> None:
         if not self.views:
@@ -210,6 +212,12 @@ class ViewPolicy:
             raise ValueError(f"crop fallback must be 'whole' or 'center', got {self.fallback!r}")
         if len(self.alternatives) == 1:
             raise ValueError("alternatives needs at least two coupling sets (use couplings for one)")
+        if self.alternative_p is not None:
+            if len(self.alternatives) != 2:
+                raise ValueError(f"alternative_p={self.alternative_p!r} needs exactly two alternatives, the policy "
+                                 f"has {len(self.alternatives)}")
+            if not 0.0 <= float(self.alternative_p) <= 1.0:
+                raise ValueError(f"alternative_p must be a probability in [0, 1], got {self.alternative_p!r}")
         for c in self.all_couplings():
             i, j = c.views
             if max(i, j) >= len(self.views):
@@ -292,7 +300,9 @@ class ViewPolicy:
         for c in self.couplings:
             lines.append(f"  coupling: {c}")
         for a, alt in enumerate(self.alternatives):
-            lines.append(f"  alternative {a} (prob {1 / len(self.alternatives):.2f}): {alt}")
+            prob = (1 / len(self.alternatives) if self.alternative_p is None
+                    else (self.alternative_p if a == 0 else 1 - self.alternative_p))
+            lines.append(f"  alternative {a} (prob {prob:.2f}): {alt}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ sampling
@@ -322,8 +332,12 @@ class ViewPolicy:
         out_hw = self.view_hw(hw) if n else [s or (1, 1) for s in self.out_hw]
 
         # which alternative coupling set each image uses
-        alt = (torch.randint(0, len(self.alternatives), (n,), generator=gens["alternative"])
-               if self.alternatives else torch.zeros(n, dtype=torch.int64))
+        if self.alternative_p is not None:  # first set with probability p (a draw of its own, not randint's)
+            alt = (torch.rand(n, generator=gens["alternative"]) >= float(self.alternative_p)).long()
+        elif self.alternatives:
+            alt = torch.randint(0, len(self.alternatives), (n,), generator=gens["alternative"])
+        else:
+            alt = torch.zeros(n, dtype=torch.int64)
         active = [(c, None) for c in self.couplings]
         active += [(c, alt == a) for a, cs in enumerate(self.alternatives) for c in cs]
 

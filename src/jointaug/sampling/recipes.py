@@ -4,7 +4,7 @@
 ``blur="joint"`` couples the blur sigmas (J-Blur), ``color="joint"`` the brightness and/or contrast
 factors (J-Color). When both crop and blur are joint, ``combine="coin"`` (default, the paper's
 recommendation) flips a fair coin per image: J-Crop + ordinary blur, or ordinary crop + J-Blur;
-``combine="both"`` applies both at once.
+``combine="both"`` applies both at once; ``coin_p`` makes the coin unfair (probability of J-Crop).
 
 Fixed-size crops (Hassan et al. 2025, label-preserving crops): ``crop="fixed"`` (RandomCrop of that
 size, their baseline) and ``crop="gcc" | "cgcc" | "mgcc" | "mcgcc"`` with ``crop_size`` (area
@@ -109,6 +109,7 @@ def make_policy(
     blur_p: Sequence[float] | None = None,
     color_params: Sequence[str] = ("brightness", "contrast"),
     combine: str = "coin",
+    coin_p: float | None = None,
     bound: str = "paper",
     fallback: str = "whole",
     joint_views: Sequence[tuple[int, int]] | str | None = None,
@@ -248,6 +249,10 @@ def make_policy(
         alternatives = [crop_c, blur_c]
     else:
         couplings += crop_c + blur_c
+    if coin_p is not None and not alternatives:
+        raise ValueError(f"coin_p={coin_p!r} is the probability of J-Crop in the J-Crop-or-J-Blur coin: needs "
+                         f"crop='joint', blur='joint' and combine='coin' (got crop={crop!r}, blur={blur!r}, "
+                         f"combine={combine!r})")
     tag = "+".join(t for t, on in (("J-Crop", crop_c), ("J-Blur", blur_c), ("J-Color", color_c)) if on)
     name = f"{key}" + (f" {tag}({beta:g})" if tag else " (independent)")
     if tag and pairs != [(0, 1)]:
@@ -260,7 +265,10 @@ def make_policy(
         name += f" CCrop(alpha={region_alpha:g})"
     if loo:
         name += f" LooC[{','.join(loo)}{'' if loo_share == 'one' else ', all but one'}]"
-    return ViewPolicy(views=views, couplings=couplings, alternatives=alternatives, fallback=fallback, name=name)
+    if coin_p is not None:
+        name += f" coin(J-Crop p={float(coin_p):g})"
+    return ViewPolicy(views=views, couplings=couplings, alternatives=alternatives, fallback=fallback, name=name,
+                      alternative_p=None if coin_p is None else float(coin_p))
 
 
 def crop_policy(

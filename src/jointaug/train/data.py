@@ -27,6 +27,12 @@ includes the rank), on the worker path each image gets ``derive_seed(seed, "aug"
 Because every generator is derived from (seed, epoch, step), resuming at a saved (epoch, step)
 reproduces the uninterrupted run exactly: nothing else needs saving, except ContrastiveCrop's boxes.
 
+Adaptive difficulty (``policy_at``, main-process paths only): a callable ``(epoch, step) -> policy`` the
+trainer gives when ``aug.schedule`` or ``aug.controller`` moves the policy's values; the step's draws use
+that policy (called when the step's batch is requested, so a controller's update after the previous
+step is in force). The generator seeding is unchanged. ``last_params`` holds the draws of the batch last
+yielded (this rank's rows), for per-branch logging of a coin.
+
 ContrastiveCrop (``regions``, a :class:`jointaug.train.ccrop.RegionStore`): the policy's views draw
 their centres inside per-image regions; every path looks up the regions of the images its policy
 call covers (the global batch in memory, the rank's batch on the loader path, the image in a
@@ -36,7 +42,7 @@ the policy's ``"uniform"`` twin (same draws otherwise), i.e. ordinary crops.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -163,11 +169,19 @@ def _policy_for(policies: tuple[Any, Any], regions: Any, epoch: int, indices: Te
     return policies[0], regions.lookup(indices)
 
 
+def _check_policy_at(policy_at: Callable[[int, int], Any] | None, regions: Any) -> Callable[[int, int], Any] | None:
+    if policy_at is not None and regions is not None:
+        raise ValueError("a per-step policy (aug.schedule / aug.controller) and ContrastiveCrop regions cannot be "
+                         "combined")
+    return policy_at
+
+
 class InMemoryViews:
     """Fixed-size uint8 images held in memory (on ``device`` when ``to_device``), views rendered per step."""
 
     def __init__(self, images: Tensor, batch_views: Any, *, global_batch: int, rank: int, world: int, seed: int,
-                 device: torch.device, to_device: bool = True, regions: Any = None) -> None:
+                 device: torch.device, to_device: bool = True, regions: Any = None,
+                 policy_at: Callable[[int, int], Any] | None = None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"InMemoryViews: images must be uint8 [N, 3, H, W], got {images.dtype} "
                              f"{tuple(images.shape)}")
@@ -180,6 +194,7 @@ class InMemoryViews:
         self.images = images
         self.batch_views = batch_views
         self.regions, self.policies = regions, _policies(batch_views, regions)
+        self.policy_at, self.last_params = _check_policy_at(policy_at, regions), None
         self.hw = torch.tensor([[int(images.shape[2]), int(images.shape[3])]], dtype=torch.int64)
         self.steps_per_epoch = self.shard.steps_per_epoch
         self.description = f"in-memory uint8 images on {self.images.device}, views rendered in the main process"
@@ -192,14 +207,18 @@ class InMemoryViews:
         for step in range(start_step, sh.steps_per_epoch):
             idx = sh.local_indices(perm, step)
             gen = torch.Generator().manual_seed(derive_seed(sh.seed, "aug", epoch, step))
-            policy, regions = _policy_for(self.policies, self.regions, epoch,
-                                          perm[step * sh.global_batch:(step + 1) * sh.global_batch])
+            if self.policy_at is not None:  # schedules / controller: the policy in force at this step
+                policy, regions = self.policy_at(epoch, step), None
+            else:
+                policy, regions = _policy_for(self.policies, self.regions, epoch,
+                                              perm[step * sh.global_batch:(step + 1) * sh.global_batch])
             params = policy.sample(self.hw.expand(sh.global_batch, 2), gen, regions=regions)
             if sh.world > 1:
                 params = params.index(slice(lo, hi))
             batch = self.images[idx.to(self.images.device)]
             if batch.device != self.device:
                 batch = batch.to(self.device, non_blocking=True)
+            self.last_params = params  # this rank's draws of the step being yielded (per-branch logging)
             yield self.batch_views.replay(batch, params)
 
     def close(self) -> None:
@@ -214,11 +233,13 @@ class LoaderViews:
     """Variable-size images decoded by DataLoader workers; views rendered in the main process."""
 
     def __init__(self, dataset: Dataset, batch_views: Any, *, global_batch: int, rank: int, world: int, seed: int,
-                 device: torch.device, num_workers: int = 2, regions: Any = None) -> None:
+                 device: torch.device, num_workers: int = 2, regions: Any = None,
+                 policy_at: Callable[[int, int], Any] | None = None) -> None:
         self.sampler = ShardedBatchSampler(len(dataset), global_batch, rank, world, seed)
         self.shard = self.sampler.shard
         self.batch_views = batch_views
         self.regions, self.policies = regions, _policies(batch_views, regions)
+        self.policy_at, self.last_params = _check_policy_at(policy_at, regions), None
         self.device = torch.device(device)
         self.steps_per_epoch = self.shard.steps_per_epoch
         self.loader = DataLoader(dataset, batch_sampler=self.sampler, num_workers=num_workers,
@@ -234,12 +255,14 @@ class LoaderViews:
             images = [im.to(self.device, non_blocking=True) for im in images]
             gen = torch.Generator().manual_seed(derive_seed(self.shard.seed, "aug", epoch, step, self.shard.rank))
             if self.regions is None:
-                views, _ = self.batch_views.from_list(images, gen)
+                policy = self.policy_at(epoch, step) if self.policy_at is not None else None
+                views, params = self.batch_views.from_list(images, gen, policy=policy)
             else:  # the sampler's indices of this step (same arithmetic as ShardedBatchSampler)
                 policy, regions = _policy_for(self.policies, self.regions, epoch,
                                               self.shard.local_indices(perm, step))
-                views, _ = self.batch_views.from_list(images, gen, policy=policy, regions=regions)
+                views, params = self.batch_views.from_list(images, gen, policy=policy, regions=regions)
             step += 1
+            self.last_params = params
             yield views
 
     def close(self) -> None:

@@ -40,7 +40,8 @@ from jointaug.checkpoint import (
     select_checkpoint,
     set_rng_state,
 )
-from jointaug.config import build_policy, config_to_yaml, scaled_lr
+from jointaug.config import aug_schedules, build_policy, config_to_yaml, controller_settings, scaled_lr
+from jointaug.train.adaptive import AdaptiveViews, PairProbe, branch_names, breakpoint_policies
 from jointaug.train.data import (
     BatchWorkerViews,
     InMemoryViews,
@@ -175,6 +176,9 @@ class Trainer:
             return None
         policy = build_policy(cfg)
         need = views_decode_side(policy)
+        for other in breakpoint_policies(cfg):  # aug.schedule: the side the smallest scheduled crops need
+            more = views_decode_side(other)
+            need = None if need is None or more is None else max(need, more)
         if need is None:
             return None
         size = max(max(hw) for hw in policy.out_hw if hw is not None)
@@ -210,6 +214,12 @@ class Trainer:
                                        every=int(cfg.aug.ccrop_every), threshold=float(cfg.aug.ccrop_threshold))
         common = dict(global_batch=int(cfg.optim.batch_size), rank=self.rank, world=self.world,
                       seed=int(cfg.train.seed), device=self.device, regions=self.regions)
+        adaptive = bool(aug_schedules(cfg)) or controller_settings(cfg) is not None
+        if adaptive and cfg.aug.where != "main":  # load_config refuses it already; a hand-made config too
+            from jointaug.config import ConfigError
+
+            raise ConfigError(f"aug.where={cfg.aug.where!r}: aug.schedule / aug.controller need aug.where=main")
+        main_path = dict(policy_at=self._policy_at) if adaptive else {}
         if cfg.aug.where == "workers":
             self.data = WorkerViews(self.train_set, self.batch_views, num_workers=cfg.data.num_workers, **common)
         elif cfg.aug.where == "batches":
@@ -217,11 +227,15 @@ class Trainer:
                                          **common)
         elif fixed is not None:
             self.data = InMemoryViews(self.train_set.images, self.batch_views, to_device=cfg.data.to_device,
-                                      **common)
+                                      **common, **main_path)
         else:
-            self.data = LoaderViews(self.train_set, self.batch_views, num_workers=cfg.data.num_workers, **common)
+            self.data = LoaderViews(self.train_set, self.batch_views, num_workers=cfg.data.num_workers, **common,
+                                    **main_path)
         self.steps_per_epoch = self.data.steps_per_epoch
         self.total_steps = self.steps_per_epoch * int(cfg.optim.epochs)
+        # schedules and controller of the view policy's values (issue 13); progress = global step / total_steps
+        self.adaptive = AdaptiveViews(cfg, self.total_steps, self.steps_per_epoch, base_policy=self.policy)
+        self.branches = branch_names(self.policy)  # a per-image coin's alternatives (online SDF per branch)
         self._eval_sets: tuple[Any, Any] | None = None
         if cfg.eval.final or cfg.train.knn_every:  # evaluation splits checked before the first step
             from jointaug.data.checks import check_splits
@@ -252,6 +266,7 @@ class Trainer:
         if cfg.train.channels_last:
             method = method.to(memory_format=torch.channels_last)
         self.method = method
+        self.probe = PairProbe(method.backbone)  # online SDF: the backbone's outputs during the training forward
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model: nn.Module = nn.parallel.DistributedDataParallel(method, device_ids=ids)
@@ -293,9 +308,12 @@ class Trainer:
             "data_fingerprint": dict(self.data_fingerprint),
             # the steps since the last "step" record, so a resumed run logs the same averages
             **({"ccrop": self.regions.state_dict()} if self.regions is not None else {}),
+            # schedules are pure functions of the step; the controller's state and the values in force
+            "adaptive": {**self.adaptive.state_dict(), "values": self.adaptive.values_at(self.global_step)},
             "log_window": {"n": int(self._window["n"]), "loss": float(self._window["loss"]),
                            "data": float(self._window["data"]), "step": float(self._window["step"]),
-                           "extras": {k: torch.as_tensor(v).detach().cpu() for k, v in self._window["extras"].items()}},
+                           "extras": {k: torch.as_tensor(v).detach().cpu() for k, v in self._window["extras"].items()},
+                           "sdf": {k: list(v) for k, v in self._window["sdf"].items()}},
         }
 
     def _check_finite_state(self) -> None:
@@ -364,7 +382,9 @@ class Trainer:
         if win:
             self._window.update(n=int(win["n"]), loss=float(win["loss"]), data=float(win["data"]),
                                 step=float(win["step"]),
-                                extras={k: v.to(self.device) for k, v in dict(win.get("extras", {})).items()})
+                                extras={k: v.to(self.device) for k, v in dict(win.get("extras", {})).items()},
+                                sdf={k: list(v) for k, v in dict(win.get("sdf", {})).items()})
+        self.adaptive.load_state_dict(state.get("adaptive"), str(chosen))
         if self.regions is not None:
             if "ccrop" not in state:
                 raise ValueError(f"cannot resume from {chosen}: aug.ccrop=true but the checkpoint holds no "
@@ -493,7 +513,11 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------------------------------------ training
-    def _train_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def _policy_at(self, epoch: int, step: int) -> Any:
+        """The view policy of a step (the data paths' ``policy_at`` when schedules or a controller are on)."""
+        return self.adaptive.policy_at(epoch, step)
+
+    def _train_step(self, views: list[Tensor]) -> tuple[Tensor, dict[str, Tensor], Tensor | None]:
         cfg = self.cfg
         if self.dtype != torch.float32:
             views = [v.to(self.dtype) for v in views]
@@ -501,9 +525,10 @@ class Trainer:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         step, total, spe = self.global_step + 1, self.total_steps, self.steps_per_epoch
         self.method.on_train_step_start(step, total, spe)
-        with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
+        with self.probe.capture(), torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
+                                                  enabled=self.amp_dtype is not None):
             out = self.model(views)
+        cos = self.probe.pair_cosines(int(views[0].shape[0]))  # None: the backbone did not see views 0 and 1
         loss = out["loss"]
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -528,7 +553,26 @@ class Trainer:
         self.method.on_train_step_end(step, total)
         extras = {k: v.detach().float() for k, v in out.items()
                   if k != "loss" and isinstance(v, Tensor) and v.numel() == 1}
-        return loss_mean, extras
+        return loss_mean, extras, cos
+
+    def _sdf_sums(self, cos: Tensor | None) -> dict[str, list[float]]:
+        """This step's online SDF as ``{name: [sum of cosines, count]}`` over the global batch: ``sdf_online``
+        and, under a per-image coin on a main-process path, ``sdf_online_<branch>`` (empty when unavailable)."""
+        if cos is None:
+            return {}
+        names = ["sdf_online"]
+        parts = [cos.sum(), cos.new_tensor(float(cos.numel()))]
+        params = getattr(self.data, "last_params", None)
+        alt = None if params is None else params.extra.get("alternative")
+        if self.branches and alt is not None and alt.numel() == cos.numel():
+            alt = alt.to(cos.device)
+            for i, name in enumerate(self.branches):
+                mask = alt == i
+                names.append(f"sdf_online_{name}")
+                parts += [cos[mask].sum(), mask.sum().to(cos.dtype)]
+        vec = jd.all_reduce_mean(torch.stack(parts))  # means over ranks: the ratios are the global ones
+        vals = vec.tolist()
+        return {n: [vals[2 * i], vals[2 * i + 1]] for i, n in enumerate(names)}
 
     def _progress(self):
         mode = self.cfg.train.progress
@@ -562,7 +606,7 @@ class Trainer:
         self.totals: dict[str, float] = {"step_time": 0.0, "data_time": 0.0, "images": 0.0}
         self.knn_history: list[tuple[int, float]] = []
         self.last_good: str | None = None
-        self._window: dict[str, Any] = {"n": 0, "loss": 0.0, "data": 0.0, "step": 0.0, "extras": {}}
+        self._window: dict[str, Any] = {"n": 0, "loss": 0.0, "data": 0.0, "step": 0.0, "extras": {}, "sdf": {}}
         self.rejected_checkpoints: list[tuple[str, str]] = []
         from jointaug.train.fingerprint import dataset_fingerprint
 
@@ -587,6 +631,10 @@ class Trainer:
                           "data_path": self.data.description, "policy": self.policy.name,
                           "lr": self.base_lr, "steps_per_epoch": self.steps_per_epoch,
                           "setup_time": time.perf_counter() - t_setup,
+                          **({"aug_schedule": {k: v.describe() for k, v in self.adaptive.schedules.items()}}
+                             if self.adaptive.schedules else {}),
+                          **({"aug_controller": OmegaConf.to_container(cfg.aug.controller)}
+                             if self.adaptive.controller is not None else {}),
                           **({"rejected_checkpoints": [list(x) for x in self.rejected_checkpoints]}
                              if self.rejected_checkpoints else {})})
         try:
@@ -641,7 +689,16 @@ class Trainer:
         window = self._window  # restored from the checkpoint on resume (logged averages stay identical)
 
         def reset_window() -> None:
-            window.update(n=0, loss=0.0, data=0.0, step=0.0, extras={})
+            window.update(n=0, loss=0.0, data=0.0, step=0.0, extras={}, sdf={})
+
+        def add_sums(into: dict[str, list[float]], sums: dict[str, list[float]]) -> None:
+            for k, (total, count) in sums.items():
+                old = into.setdefault(k, [0.0, 0.0])
+                old[0] += total
+                old[1] += count
+
+        def means(sums: dict[str, list[float]]) -> dict[str, float]:
+            return {k: total / count for k, (total, count) in sorted(sums.items()) if count > 0}
 
         last_postfix = 0.0
         stop = False
@@ -660,8 +717,13 @@ class Trainer:
                 if sync:
                     torch.cuda.synchronize(self.device)
                 t1 = time.perf_counter()
-                loss, extras = self._train_step(views)
+                in_force = self.adaptive.values_at(self.global_step) if self.adaptive.active else {}
+                loss, extras, cos = self._train_step(views)
                 loss_val = float(loss)
+                sums = self._sdf_sums(cos)
+                if "sdf_online" in sums:
+                    total, count = sums["sdf_online"]
+                    self.adaptive.observe(total / count, self.global_step)  # the controller's beta for the next step
                 t2 = time.perf_counter()
                 self.step_in_epoch += 1
                 self.global_step += 1
@@ -679,6 +741,9 @@ class Trainer:
                 window["step"] += s
                 for k, v in extras.items():
                     window["extras"][k] = window["extras"].get(k, 0.0) + v
+                add_sums(window["sdf"], sums)
+                add_sums(self.epoch_acc.setdefault("sdf", {}), sums)
+                self.epoch_acc["aug_values"] = in_force
                 bar.update(1)
                 now = time.perf_counter()
                 if now - last_postfix > 0.5:
@@ -691,6 +756,8 @@ class Trainer:
                            "img_per_s": gb * n / window["step"], "data_wait": window["data"] / window["step"]}
                     for k, v in window["extras"].items():
                         rec[k] = float(jd.all_reduce_mean(v / n))
+                    rec.update(means(window["sdf"]))
+                    rec.update(self.adaptive.log_values(in_force))
                     if self.main:
                         self.log.log(rec)
                     reset_window()
@@ -711,6 +778,15 @@ class Trainer:
                                "img_per_s": cfg.optim.batch_size * acc["n"] / acc["step"] if acc["step"] else None,
                                "data_wait": acc["data"] / acc["step"] if acc["step"] else None,
                                "train_time": acc["step"]}
+        for k, (total, count) in sorted(acc.get("sdf", {}).items()):  # online SDF over the epoch's batches
+            if count > 0:
+                rec[k] = total / count
+        # the values in force at the epoch's last step (schedules, controller)
+        rec.update(self.adaptive.log_values(acc.get("aug_values", {})))
+        if self.adaptive.controller is not None and self.adaptive.controller.sdf_ema is not None:
+            rec["controller_sdf_ema"] = float(self.adaptive.controller.sdf_ema)
+            rec["controller_target"] = self.adaptive.controller.target_at(
+                self.adaptive.progress(self.global_step - 1))
         done = self.epoch + 1
         if cfg.train.knn_every and (done % cfg.train.knn_every == 0 or done == epochs):
             if self.main:
