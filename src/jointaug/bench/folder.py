@@ -109,8 +109,13 @@ def _child_peak(cmd: list[str]) -> tuple[dict | None, int, float]:
         stdout, stderr = out.read(), err.read()
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {stderr[-2000:]}")
-    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-    return (json.loads(lines[-1]) if lines else None), int(usage.ru_maxrss), wall
+    found = None
+    for ln in stdout.splitlines():  # the statistics children print one JSON line; training prints its own text
+        try:
+            found = json.loads(ln) if ln.startswith("{") else found
+        except ValueError:
+            continue
+    return found, int(usage.ru_maxrss), wall
 
 
 def memory(args: argparse.Namespace) -> list[dict]:

@@ -154,7 +154,9 @@ def extract_features(
         if isinstance(images, Tensor):
             if images.dim() != 4 or images.shape[1] != 3:
                 raise ValueError(f"extract_features: expected images [N, 3, H, W], got {tuple(images.shape)}")
-            batches = ((images[i:i + batch_size], None) for i in range(0, images.shape[0], batch_size))
+            # at most ~64 MB of float input per batch: 512 images of 224 px would be 308 MB (+ resize copies)
+            step = max(1, min(batch_size, (64 << 20) // (4 * images[0].numel() or 1)))
+            batches = ((images[i:i + step], None) for i in range(0, images.shape[0], step))
             has_labels = False
         else:
             batches = DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers,
