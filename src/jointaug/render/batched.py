@@ -374,18 +374,16 @@ def band_cost_ratio(C: int, H: int, W: int, oh: int, ow: int, ky: int, kx: int, 
 
 def _band_pass(src: Tensor, index: Tensor, w: Tensor, out: Tensor | None = None) -> Tensor:
     """``out[..., i, :] = sum_t w[..., i, t] * src[index[..., i, t], :]``: rows of ``src`` [R, L]
-    (uint8 or float) gathered tap by tap and accumulated in float32. ``index`` [..., n, K] int64,
-    ``w`` broadcastable to ``index`` [..., n, K]; returns [..., n, L] (into ``out`` when given)."""
-    shape = (*index.shape[:-1], src.shape[1])
-    # float rows gathered as raw bytes: the same bits, copied by the byte kernel (faster on CPU)
-    raw = src.view(torch.uint8) if src.dtype == torch.float32 and src.device.type == "cpu" else src
-    for t in range(index.shape[-1]):
-        g = raw.index_select(0, index[..., t].reshape(-1)).view(src.dtype).view(shape)
-        wt = w[..., t, None]
-        if t == 0:
-            out = torch.mul(g, wt, out=out) if out is not None else torch.mul(g, wt)
-        else:
-            out.addcmul_(g, wt)
+    (float32) weighted and summed per output row, in one fused ``F.embedding_bag`` (no gathered
+    copy per tap). ``index`` [..., n, K] int64, ``w`` broadcastable to it; returns [..., n, L]
+    (copied into ``out`` when given)."""
+    K = index.shape[-1]
+    res = F.embedding_bag(index.reshape(-1, K), src, mode="sum",
+                          per_sample_weights=w.expand(index.shape).reshape(-1, K).to(src.dtype))
+    res = res.view(*index.shape[:-1], src.shape[1])
+    if out is None:
+        return res
+    out.copy_(res)
     return out
 
 
