@@ -42,6 +42,10 @@ def test_two_process_gloo_matches_one_process(tmp_path: Path) -> None:
     # logged losses are float32 scalars (the mean of 2 rank losses vs one): a few float32 ulps
     log_tol = 4 * torch.finfo(torch.float32).eps
     assert all(abs(x - y) <= log_tol * abs(y) for x, y in zip(la, lb)), (la, lb)
+    # the online SDF (views 0 and 1 through the backbone, issue 13) is the global batch's on every world size
+    sa = [r["sdf_online"] for r in read_metrics(ddp_dir / "metrics.jsonl") if r["type"] == "step"]
+    sb = [r["sdf_online"] for r in read_metrics(one_dir / "metrics.jsonl") if r["type"] == "step"]
+    assert len(sa) == 3 and all(abs(x - y) <= 1e-9 for x, y in zip(sa, sb)), (sa, sb)
     start = [r for r in read_metrics(ddp_dir / "metrics.jsonl") if r["type"] == "event"][0]
     assert start["world_size"] == 2
     assert sorted(p.name for p in (ddp_dir / "checkpoints").iterdir()) == ["last.pt"]
