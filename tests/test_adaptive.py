@@ -13,12 +13,13 @@ import torch
 
 from jointaug.analysis.sdf import pair_cosines
 from jointaug.augment import BatchViews
+from jointaug.checkpoint import save_checkpoint
 from jointaug.config import ConfigError, aug_schedules, build_policy, load_config
 from jointaug.methods import build_method
 from jointaug.models import build_backbone
 from jointaug.sampling import make_policy
 from jointaug.train.adaptive import AdaptiveViews, PairProbe
-from jointaug.train.data import InMemoryViews, derive_seed
+from jointaug.train.data import InMemoryViews, LoaderViews, derive_seed, epoch_permutation
 from jointaug.train.logger import read_metrics
 from jointaug.train.trainer import train
 
@@ -142,6 +143,39 @@ def test_in_memory_views_draw_with_the_policy_in_force() -> None:
     assert not torch.equal(fixed.extra["target_area"], data.last_params.extra["target_area"])
 
 
+class _Sizes(torch.utils.data.Dataset):
+    """Images of different sizes (the DataLoader path's input)."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(2)
+        self.images = [torch.randint(0, 256, (3, 30 + i % 5, 40 - i % 7), generator=g, dtype=torch.uint8)
+                       for i in range(12)]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], 0
+
+
+def test_loader_views_draw_with_the_policy_in_force() -> None:
+    ds = _Sizes()
+    base = make_policy("small", crop="joint")
+    bv = BatchViews(base, mode="fast", mean=(0.5,) * 3, std=(0.25,) * 3)
+    policies = {s: make_policy("small", crop="joint", beta=b, scale=(0.3 + 0.2 * s, 1.0))
+                for s, b in ((0, 3.0), (1, -3.0))}
+    data = LoaderViews(ds, bv, global_batch=6, rank=0, world=1, seed=4, device=torch.device("cpu"), num_workers=0,
+                       policy_at=lambda epoch, step: policies[step])
+    perm = epoch_permutation(12, 4, 0)
+    for step, views in enumerate(data.epoch(0)):
+        gen = torch.Generator().manual_seed(derive_seed(4, "aug", 0, step, 0))
+        ref, params = bv.from_list([ds.images[i] for i in perm[step * 6:(step + 1) * 6].tolist()], gen,
+                                   policy=policies[step])
+        assert all(torch.equal(a, b) for a, b in zip(views, ref))
+        assert torch.equal(data.last_params.box, params.box)
+        assert float(params.extra["target_area"].min()) >= 0.3 + 0.2 * step - 1e-6  # the scheduled area bound
+
+
 # ------------------------------------------------------------------------------------------ online SDF
 def _views(n: int, local: int = 0) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(1)
@@ -234,3 +268,19 @@ def test_stop_and_resume_is_exact_and_values_are_logged(tmp_path: Path, kind: st
         assert all(k in epochs[-1] for k in ("sdf_online_jcrop", "sdf_online_jblur", "controller_sdf_ema"))
         assert not math.isclose(epochs[-1]["sdf_online_jcrop"], epochs[-1]["sdf_online_jblur"])
         assert epochs[-1]["controller_target"] == 0.5
+
+
+def test_resume_from_a_checkpoint_written_before_the_adaptive_keys(tmp_path: Path) -> None:
+    """A checkpoint whose stored config lacks aug.schedule / aug.controller / aug.coin_p (an older run) resumes
+    when those keys hold their defaults; a run that sets one is refused, naming it."""
+    out = tmp_path / "run"
+    train(load_config(None, tiny(out, "train.max_steps=2")))
+    path = out / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    for key in ("schedule", "controller", "coin_p"):
+        del state["config"]["aug"][key]
+    state.pop("adaptive")
+    save_checkpoint(path, state, keep=1)
+    assert train(load_config(None, tiny(out, "train.max_steps=3")))["steps"] == 3
+    with pytest.raises(ValueError, match="aug.schedule"):
+        train(load_config(None, tiny(out, "aug.crop=joint", *LINEAR_BETA)))

@@ -416,13 +416,21 @@ class Trainer:
             return
         old = OmegaConf.create(old_config)
         diffs = []
+        absent = object()  # a key the checkpoint's config lacks (written before the key existed)
+        from jointaug.config import Config
+
+        defaults = OmegaConf.structured(Config)
 
         def walk(a: Any, b: Any, prefix: str) -> None:
             if any(prefix == k or prefix.startswith(k + ".") for k in _RESUME_FREE):
                 return
+            if a is absent:  # a newer key at its default value changes nothing (e.g. aug.schedule: {})
+                if b == OmegaConf.select(defaults, prefix, default=absent):
+                    return
+                a = None
             if isinstance(a, DictConfig) and isinstance(b, DictConfig):
                 for k in set(a.keys()) | set(b.keys()):
-                    walk(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+                    walk(a.get(k) if k in a else absent, b.get(k), f"{prefix}.{k}" if prefix else str(k))
             elif a != b:
                 diffs.append(f"{prefix}: checkpoint {a!r}, now {b!r}")
 
