@@ -284,3 +284,22 @@ def test_resume_from_a_checkpoint_written_before_the_adaptive_keys(tmp_path: Pat
     assert train(load_config(None, tiny(out, "train.max_steps=3")))["steps"] == 3
     with pytest.raises(ValueError, match="aug.schedule"):
         train(load_config(None, tiny(out, "aug.crop=joint", *LINEAR_BETA)))
+
+
+def test_report_plots_beta_and_online_sdf_only_for_adaptive_runs(tmp_path: Path) -> None:
+    import json
+
+    from jointaug.experiments.report import Entry, _difficulty
+
+    def run(name: str, beta: bool) -> Entry:
+        d = tmp_path / name
+        d.mkdir()
+        recs = [{"type": "epoch", "epoch": e, "step": 4 * e, "loss": 1.0, "sdf_online": 0.8 - 0.01 * e,
+                 **({"aug_beta": 2.0 - e} if beta else {})} for e in (1, 2, 3)]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        return Entry(id=name, label=name, dir=d, state="done")
+
+    fixed, sched = run("fixed", False), run("schedule", True)
+    assert _difficulty([fixed], tmp_path / "none.png") is None
+    out = _difficulty([fixed, sched], tmp_path / "difficulty.png")
+    assert out is not None and out.stat().st_size > 1000

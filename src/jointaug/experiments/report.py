@@ -196,6 +196,33 @@ def _curves(entries: list[Entry], path: Path) -> Path | None:
     return path
 
 
+def _difficulty(entries: list[Entry], path: Path) -> Path | None:
+    """Adaptive difficulty (issue 13): beta in force and the online SDF per epoch, one line per run; drawn
+    only when some run moved its view values (``aug_beta`` logged by a schedule or the controller)."""
+    if not any(_epochs(e.dir, "aug_beta") for e in entries):
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=90)
+    for e in entries:
+        for ax, key in zip(axes, ("aug_beta", "sdf_online")):
+            pts = _epochs(e.dir, key)
+            if pts:
+                ax.plot([q[0] for q in pts], [q[1] for q in pts], marker="o", ms=2.5, lw=1.2, label=e.label)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, ylabel in zip(axes, ("beta in force (end of epoch)", "online SDF (epoch mean)")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7 if len(labels) > 6 else 8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def _policies(entries: list[Entry]) -> list[tuple[str, Any]]:
     """Distinct view policies of the runs: (label, config), in order of first use."""
     from omegaconf import OmegaConf
@@ -411,6 +438,14 @@ def write_report(run_dir: str | os.PathLike, *, gallery_images: int = 4) -> dict
     except Exception as exc:
         skipped.append(f"curves: {exc}")
         doc.p(f"curves skipped: {type(exc).__name__}: {exc}", "note")
+    try:
+        p = _difficulty(entries, figs / "difficulty.png")
+        if p:
+            doc.figure(p, "per run: beta in force (schedule or controller) and the online SDF (mean cosine of "
+                          "the pairs' backbone features on the training batches) per epoch")
+    except Exception as exc:
+        skipped.append(f"difficulty: {exc}")
+        doc.p(f"difficulty figure skipped: {type(exc).__name__}: {exc}", "note")
 
     # policies: densities and gallery
     try:
