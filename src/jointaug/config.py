@@ -777,6 +777,9 @@ def controller_settings(cfg: DictConfig) -> dict[str, Any] | None:
         target = parse_schedule(raw["target"], "aug.controller.target")
     except ScheduleError as exc:
         raise ConfigError(f"{exc} (value {raw['target']!r})") from None
+    if not all(-1.0 <= v <= 1.0 for _, v in target.points):
+        raise ConfigError(f"aug.controller.target={raw['target']!r}: the target SDF is a mean cosine similarity, "
+                          "so it must lie in [-1, 1]")
     out["target"] = target.points[0][1] if target.is_constant else target
     checks = {"gain": out["gain"] > 0, "every": out["every"] >= 1 and float(out["every"]).is_integer(),
               "smoothing": 0 < out["smoothing"] <= 1, "max_change": out["max_change"] > 0,
@@ -821,9 +824,11 @@ def _check_adaptive(c: _Checker, cfg: DictConfig) -> None:
         c.fail("aug.ccrop", f"{what} with ContrastiveCrop is not supported (its region-centred twin policies are "
                             "built once); turn one of them off")
     fixed = a.crop not in ("random", "joint")
+    uses_beta = a.crop == "joint" or (a.blur == "joint" and a.blur_beta is None) or (
+        a.color == "joint" and a.color_beta is None)
     applies = {
-        "beta": (a.crop == "joint" or a.blur == "joint" or a.color == "joint", "a joint law (aug.crop, aug.blur "
-                 "or aug.color = joint)"),
+        "beta": (uses_beta, "a joint law that uses aug.beta (aug.crop=joint, or aug.blur / aug.color = joint "
+                 "without their own blur_beta / color_beta)"),
         "blur_beta": (a.blur == "joint", "aug.blur=joint"), "color_beta": (a.color == "joint", "aug.color=joint"),
         "crop_size": (fixed, "fixed-size crops (aug.crop=fixed|gcc|cgcc|mgcc|mcgcc)"),
         "alpha": (fixed and a.crop != "fixed", "the gcc family (aug.crop=gcc|cgcc|mgcc|mcgcc)"),
@@ -843,8 +848,6 @@ def _check_adaptive(c: _Checker, cfg: DictConfig) -> None:
     if ctrl is not None:
         if "beta" in schedules:
             c.fail("aug.controller", "and aug.schedule.beta both set aug.beta; use one of them")
-        uses_beta = a.crop == "joint" or (a.blur == "joint" and a.blur_beta is None) or (
-            a.color == "joint" and a.color_beta is None)
         if not uses_beta:
             c.fail("aug.controller", "has no effect: it moves aug.beta, which no joint law of the policy uses "
                                      "(set aug.crop=joint, or aug.blur/color=joint without their own beta)")
