@@ -233,7 +233,7 @@ class Trainer:
                                     **main_path)
         self.steps_per_epoch = self.data.steps_per_epoch
         self.total_steps = self.steps_per_epoch * int(cfg.optim.epochs)
-        # schedules and controller of the view policy's values (issue 13); progress = global step / total_steps
+        # schedules and controller of the view policy's values (issue 13); progress of step i = i / (total_steps - 1)
         self.adaptive = AdaptiveViews(cfg, self.total_steps, self.steps_per_epoch, base_policy=self.policy)
         self.branches = branch_names(self.policy)  # a per-image coin's alternatives (online SDF per branch)
         self._eval_sets: tuple[Any, Any] | None = None
