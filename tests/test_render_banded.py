@@ -170,3 +170,22 @@ def test_bad_geometry_is_a_clear_error():
         render_views(x, p, geometry="sparse")
     with pytest.raises(ValueError, match="geometry must be one of"):
         render_views_list(list(x), p, geometry="Dense")
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_blur_composed_into_the_taps_equals_dense(case, monkeypatch):
+    """Fast mode folds long blur kernels into the banded taps (224 px views); force it at small sizes."""
+    monkeypatch.setattr(batched, "FOLD_MIN_TAPS", 1)
+    hw, out_hw = CASES[case]
+    x = _images(5, *hw, seed=case)
+    for inside, window, rule in ((True, False, "tenth"), (False, True, "3sigma")):
+        p = _params(5, hw, out_hw, seed=case, inside=inside, window=window)
+        st = batched._settings("fast", None, None, rule, torch.float32, None, "cpu", "banded")
+        plan = batched._plan(p, [0], *out_hw[0], st, "cpu", hw, 1 / 255)
+        assert plan.y.klen is not None and bool((plan.y.klen > plan.y.K).any())  # the fold is exercised
+        dense = render_views(x, p, mode="fast", geometry="dense", blur_kernel=rule)
+        band = render_views(x, p, mode="fast", geometry="banded", blur_kernel=rule)
+        listed = render_views_list(list(x), p, mode="fast", geometry="banded", blur_kernel=rule)
+        tol = _tolerance(p, hw, rule, colour=True)
+        for a, b, c in zip(dense, band, listed):
+            assert float((a - b).abs().max()) <= tol and float((a - c).abs().max()) <= tol

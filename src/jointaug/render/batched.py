@@ -44,6 +44,7 @@ from .kernels import (
     dense_from_taps,
     gaussian_taps,
     item_major,
+    reflect_rows,
     resize_taps,
     table_fits,
 )
@@ -65,6 +66,9 @@ GEOMETRIES = ("auto", "dense", "banded")
 #: SimCLR views 32..500 px), a BLAS multiply-add cost about 0.045 ns, a gathered tap (index_select +
 #: multiply-add) about 1.2 ns, a shifted blur tap about 0.25 ns, a transposed copy about 1 ns
 BAND_RATIO = 27.0
+#: fast mode on the banded path composes the blur into the taps when its kernel has at least this
+#: many taps (224 px views: 23); shorter kernels run as shifted multiply-adds on the views
+FOLD_MIN_TAPS = 15
 
 
 @dataclass
@@ -338,18 +342,57 @@ class _TapAxis(_Axis):
 
 class _BandAxis(_Axis):
     """Banded resampling (no matrices): per item and output pixel the ``K`` source pixels under
-    the antialiased filter and their weights, item-major ``idx`` [M, n, K] (int64, clamped into
-    the source) and ``w`` [M, n, K] (zero outside the source or the visible window). Applied by
-    :func:`_band_pass`: work ~ output pixels x K, whatever the source size."""
+    the antialiased filter and their weights, item-major ``idx0`` [M, n, K] (int64, clamped into
+    the source) and ``w0`` [M, n, K] (zero outside the source or the visible window). Applied by
+    :func:`_band_pass`: work ~ output pixels x K, whatever the source size.
+
+    ``blur`` [M] bool (fast mode): the Gaussian blur of the output axis (reflect padding) is
+    composed into the taps of the blurred items, ``B @ R`` kept as a compact band of ``Kb`` taps
+    per output pixel (about ``K + (kb - 1) x crop / n``); ``idx``, ``w`` [M, n, max(K, Kb)] then hold
+    both kinds and ``klen`` [M] how many taps each item uses (None: all ``K``).
+    """
 
     def __init__(self, offset: Tensor, length: Tensor, flip: Tensor | None, n: int, src_len: int | Tensor,
-                 scale: float, clip: tuple[Tensor, Tensor] | None = None) -> None:
+                 scale: float, clip: tuple[Tensor, Tensor] | None = None, blur: Tensor | None = None,
+                 sigma: Tensor | None = None, rule: str = "tenth") -> None:
         col, w = resize_taps(offset, length, n, src_len, flip, clip)  # [K, M, n]
         if scale != 1.0:
             w = w * scale
-        self.idx = col.permute(1, 2, 0).contiguous()
-        self.w = w.permute(1, 2, 0).contiguous()
+        self.idx0 = col.permute(1, 2, 0).contiguous()
+        self.w0 = w.permute(1, 2, 0).contiguous()
         self.n, self.K = n, col.shape[0]
+        self.idx, self.w, self.klen = self.idx0, self.w0, None
+        if blur is not None and sigma is not None and bool(blur.any()):
+            self._fold_blur(blur, sigma, rule, _per_item_len(src_len, offset.shape[0], offset.device))
+
+    def _fold_blur(self, blur: Tensor, sigma: Tensor, rule: str, src_len: Tensor) -> None:
+        """Compose the blur of the items ``blur`` into their taps (see the class docstring)."""
+        dev, n, K = self.idx0.device, self.n, self.K
+        sel = blur.nonzero().squeeze(1)
+        sig = sigma[sel]
+        t = gaussian_taps(sig, blur_kernel_size(n, sig, rule)).float()  # [S, kb], centred
+        S, kb = t.shape
+        r = reflect_rows(n, kb, dev).t().reshape(-1)  # [n * kb]: output row under tap d of output i
+        ii = self.idx0[sel].index_select(1, r).view(S, n, kb * K)
+        ww = (self.w0[sel].index_select(1, r).view(S, n, kb, K) * t[:, None, :, None]).view(S, n, kb * K)
+        lo = ii.min(dim=2, keepdim=True).values
+        width = int((ii.max(dim=2, keepdim=True).values - lo).max()) + 1
+        band = torch.zeros(S, n, width, device=dev).scatter_add_(2, ii - lo, ww)  # duplicates summed
+        bidx = torch.minimum(lo + torch.arange(width, device=dev), (src_len[sel] - 1).view(S, 1, 1))
+        kmax = max(K, width)
+        M = self.idx0.shape[0]
+        self.idx = torch.cat((self.idx0, self.idx0[..., -1:].expand(M, n, kmax - K)), dim=2)
+        self.w = torch.cat((self.w0, self.w0.new_zeros(M, n, kmax - K)), dim=2)
+        self.idx[sel, :, :width] = bidx
+        self.idx[sel, :, width:] = bidx[..., -1:]
+        self.w[sel, :, :width] = band
+        self.w[sel, :, width:] = 0.0
+        self.klen = torch.where(blur, width, K)
+
+
+def _per_item_len(src_len: int | Tensor, m: int, device) -> Tensor:
+    t = torch.as_tensor(src_len, device=device).long()
+    return t.expand(m) if t.dim() == 0 else t
 
 
 def band_cost_ratio(C: int, H: int, W: int, oh: int, ow: int, ky: int, kx: int, vg: int = 1,
@@ -372,14 +415,22 @@ def band_cost_ratio(C: int, H: int, W: int, oh: int, ow: int, ky: int, kx: int, 
     return dense / max(band, 1.0)
 
 
-def _band_pass(src: Tensor, index: Tensor, w: Tensor, out: Tensor | None = None) -> Tensor:
+def _band_pass(src: Tensor, index: Tensor, w: Tensor, out: Tensor | None = None,
+               klen: Tensor | None = None) -> Tensor:
     """``out[..., i, :] = sum_t w[..., i, t] * src[index[..., i, t], :]``: rows of ``src`` [R, L]
     (float32) weighted and summed per output row, in one fused ``F.embedding_bag`` (no gathered
-    copy per tap). ``index`` [..., n, K] int64, ``w`` broadcastable to it; returns [..., n, L]
+    copy per tap). ``index`` [C, M, n, K] int64, ``w`` broadcastable to it; ``klen`` [M]: item m
+    uses its first ``klen[m]`` taps only (bags of different lengths). Returns [C, M, n, L]
     (copied into ``out`` when given)."""
     K = index.shape[-1]
-    res = F.embedding_bag(index.reshape(-1, K), src, mode="sum",
-                          per_sample_weights=w.expand(index.shape).reshape(-1, K).to(src.dtype))
+    if klen is None or bool((klen == K).all()):
+        res = F.embedding_bag(index.reshape(-1, K), src, mode="sum",
+                              per_sample_weights=w.expand(index.shape).reshape(-1, K).to(src.dtype))
+    else:
+        keep = (torch.arange(K, device=index.device) < klen[:, None, None]).expand(index.shape)
+        lengths = klen[None, :, None].expand(index.shape[:-1]).reshape(-1)
+        res = F.embedding_bag(index.masked_select(keep), src, torch.cumsum(lengths, 0) - lengths, mode="sum",
+                              per_sample_weights=w.expand(index.shape).masked_select(keep).to(src.dtype))
     res = res.view(*index.shape[:-1], src.shape[1])
     if out is None:
         return res
@@ -483,10 +534,15 @@ def _plan(params: ViewParams, views: list[int], oh: int, ow: int, st: _Settings,
         def window(off: Tensor, length: Tensor, c0: Tensor, cl: Tensor) -> tuple[Tensor, Tensor] | None:
             return None if bool(((c0 <= off) & (off + length <= c0 + cl)).all()) else (c0, cl)
 
+        # fast mode, long kernels: the blur composed into the taps (short ones: shifted multiply-adds
+        # on the views are cheaper than the wider bags and their construction)
+        smax = sigma[blur].max() if bool(blur.any()) else None
+        bfold = blur if fast and smax is not None and int(blur_kernel_size(min(oh, ow), smax, st.rule)) \
+            >= FOLD_MIN_TAPS else None
         y = _BandAxis(box[:, 1], box[:, 3], None, oh, sh if sh is not None else hw[:, 0], scale,
-                      window(box[:, 1], box[:, 3], clip[:, 1], clip[:, 3]))
+                      window(box[:, 1], box[:, 3], clip[:, 1], clip[:, 3]), bfold, sigma, st.rule)
         x = _BandAxis(box[:, 0], box[:, 2], g["flip"], ow, sw if sw is not None else hw[:, 1], 1.0,
-                      window(box[:, 0], box[:, 2], clip[:, 0], clip[:, 2]))
+                      window(box[:, 0], box[:, 2], clip[:, 0], clip[:, 2]), bfold, sigma, st.rule)
     else:
         # fast mode: the vertical matrices carry an extra row, their column sums (for the channel means)
         y = axis(box[:, 1], box[:, 3], None, oh, sh, hw[:, 0], scale, False, fast, clip[:, 1], clip[:, 3])
@@ -625,11 +681,12 @@ def _geometry_banded(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float,
                      work: _Work | None = None) -> tuple[Tensor, Tensor | None]:
     """:func:`_geometry` by banded resampling (``plan.banded``): the same outputs, work ~ output x taps.
 
-    The source is transposed once per image (uint8 stays uint8), the horizontal pass gathers its
-    rows (source columns) tap by tap for every view, the vertical pass the rows of the transposed
-    intermediate, writing the views channel-major into ``work.y``. Fast mode: channel means of the
-    un-blurred views, then the blur of the blurred views (:func:`_blur_band`; blur is linear and
-    commutes with the colour map, so this is the blur folded into the matrices of the dense path).
+    The source is converted to float32 transposed once per image, the horizontal pass sums its
+    rows (source columns) under each output column's taps for every view (one ``embedding_bag``),
+    the vertical pass the rows of the transposed intermediate, writing the views channel-major
+    into ``work.y``. Fast mode: the blur rides in the taps (:class:`_BandAxis`, as the dense path
+    folds it into the matrices; blur is linear and commutes with the colour map), and the channel
+    means of the un-blurred views come from the taps' column sums.
     """
     k, C, H, W = x.shape
     vg, oh, ow = len(plan.views), plan.oh, plan.ow
@@ -641,6 +698,8 @@ def _geometry_banded(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float,
         work = _Work(k, C, 0, 0, plan, fast, dev, geometry=False)
     iy, wy = plan.y.idx[it], plan.y.w[it]  # [M, oh, Ky]
     ix, wx = plan.x.idx[it], plan.x.w[it]  # [M, ow, Kx]
+    ky = plan.y.klen[it] if plan.y.klen is not None else None
+    kx = plan.x.klen[it] if plan.x.klen is not None else None
     if scale != 1.0:
         wy = wy * scale
     planes = torch.arange(C * M, device=dev).view(C, M)  # channel-major planes (c, item)
@@ -650,16 +709,23 @@ def _geometry_banded(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float,
     # gathered taps instead would convert every source pixel K x (views) times)
     xt = torch.empty(k * C * W, H, dtype=torch.float32, device=dev)
     xt.view(k, C, W, H).copy_(x.transpose(2, 3))
-    h = _band_pass(xt, (src_plane * W)[:, :, None, None] + ix[None], wx[None])  # [C, M, ow, H]
+    h = _band_pass(xt, (src_plane * W)[:, :, None, None] + ix[None], wx[None], klen=kx)  # [C, M, ow, H]
     ht = h.transpose(2, 3).contiguous().view(C * M * H, ow)  # rows: source rows of the resized columns
     y = work.y[:C].view(C, M, oh, ow)
-    _band_pass(ht, (planes * H)[:, :, None, None] + iy[None], wy[None], out=y)
+    _band_pass(ht, (planes * H)[:, :, None, None] + iy[None], wy[None], out=y, klen=ky)
     m = None
-    if fast:
+    if fast and plan.y.klen is None and plan.x.klen is None:  # blur not in the taps: mean, then blur
         m = y.view(C, M, oh * ow).mean(dim=2).t().unsqueeze(2)  # [M, C, 1], un-blurred views
         sel = _subset(plan.blur[it])
         if sel is not None:
             y[:, sel] = _blur_band(y[:, sel], plan.sigma[it][sel], st.rule, item_dim=1)
+    elif fast:  # channel means of the un-blurred views: a^T X b, a / b the column sums of the taps / n
+        a = torch.zeros(M, H, device=dev).scatter_add_(1, plan.y.idx0[it].reshape(M, -1),
+                                                        plan.y.w0[it].reshape(M, -1)).mul_(scale / oh)
+        b = torch.zeros(M, W, device=dev).scatter_add_(1, plan.x.idx0[it].reshape(M, -1),
+                                                        plan.x.w0[it].reshape(M, -1)).div_(ow)
+        v = torch.bmm(xt.view(k, C * W, H), a.view(k, vg, H).transpose(1, 2)).view(k, C, W, vg)
+        m = torch.linalg.vecdot(v.permute(0, 3, 1, 2), b.view(k, vg, 1, W)).reshape(M, C, 1)
     return work.y, m
 
 
