@@ -6,8 +6,10 @@ images with the training sampler and measures, per view, the share of the object
 many of the object's parts it shows (a part counts when half of its bounding square is inside the crop),
 and per positive pair how often one view shows at most one part (ambiguous: every part type occurs in
 several classes) while the other shows the whole object. With trained encoders it splits the SDF (paper
-Eq. 2, same views, same seed as ``jointaug sdf``) by pair type. With a checkpoint trained on real photos
-(CIFAR-10 subset, same recipe) it gives the same policies' SDF there for comparison.
+Eq. 2; the seed of ``jointaug sdf`` but batches of 500, so its draws, and the SDF in the 4th decimal, differ
+from the command's batches of 256) by pair type. It also measures how much class a crop alone carries:
+kNN accuracy of single crops of the test images against the clean training images. With a checkpoint
+trained on real photos (CIFAR-10 subset, same recipe) it gives the same policies' SDF there for comparison.
 
     python benchmarks/synthetic_crops.py --synthetic "RandomCrop 25 ep=runs/main/random-crop/checkpoints/last.pt" \
         --photo "CIFAR-10 RandomCrop 10 ep=PATH" --out benchmarks/results/synthetic_crops
