@@ -155,10 +155,10 @@ def test_auto_choice_follows_the_cost_estimate():
         return batched._plan(p, [0, 1], out, out, st, "cpu", (src, src), 1 / 255)
 
     assert not plan(32, 32).banded  # small sources keep the lookup tables / dense products
-    assert plan(256, 224).banded and plan(500, 224).banded  # large sources, few taps: banded
-    assert not plan(224, 32).banded  # 14 taps per output pixel: the dense products stay cheaper
+    assert plan(256, 224).banded and plan(500, 224).banded and plan(224, 32).banded  # large sources
+    assert not plan(48, 40).banded  # sources small enough for the lookup tables keep them
     assert plan(256, 224, "dense").banded is False and plan(32, 32, "banded").banded is True
-    assert band_cost_ratio(3, 32, 32, 32, 32, 2, 2, 2) < BAND_RATIO < band_cost_ratio(3, 256, 256, 224, 224, 3, 3, 2)
+    assert BAND_RATIO < band_cost_ratio(3, 224, 224, 32, 32, 14, 14, 2) < band_cost_ratio(3, 256, 256, 224, 224, 3, 3)
     # the larger the source for one output size, the more the banded path saves
     assert band_cost_ratio(3, 1024, 1024, 64, 64, 2, 2) > band_cost_ratio(3, 256, 256, 64, 64, 2, 2) > BAND_RATIO
 

@@ -61,11 +61,12 @@ GPU_CHUNK_BYTES = 1 << 30
 #: "banded" (per output pixel only the few source pixels under the filter: work ~ output x taps),
 #: "auto" (the cheaper by :func:`band_cost_ratio`)
 GEOMETRIES = ("auto", "dense", "banded")
-#: "auto" takes the banded path when the dense products would do more than this many multiply-adds
-#: per banded element operation: measured on one core of a 2-core AMD EPYC VM (process CPU time,
-#: SimCLR views 32..500 px), a BLAS multiply-add cost about 0.045 ns, a gathered tap (index_select +
-#: multiply-add) about 1.2 ns, a shifted blur tap about 0.25 ns, a transposed copy about 1 ns
-BAND_RATIO = 27.0
+#: "auto" takes the banded path (sources too large for the lookup tables) when the dense products
+#: would do more than this many multiply-adds per banded operation (:func:`band_cost_ratio`). Set
+#: from same-run process CPU times on one core of a 2-core AMD EPYC VM, SimCLR views: banded took
+#: 0.47-0.92x the dense time at 64 -> 48, 96 -> 64, 224 -> 32, 224 -> 64 and 500 -> 112 px (ratios
+#: 13-45), the lookup tables stayed faster at 32 and 48 px in fast mode
+BAND_RATIO = 10.0
 #: fast mode on the banded path composes the blur into the taps when its kernel has at least this
 #: many taps (224 px views: 23); shorter kernels run as shifted multiply-adds on the views
 FOLD_MIN_TAPS = 15
@@ -571,6 +572,8 @@ def _want_band(st: _Settings, box: Tensor, oh: int, ow: int, vg: int, src_hw: tu
     if st.geometry != "auto":
         return st.geometry == "banded"
     if torch.device(device).type != "cpu" or not box.numel():
+        return False
+    if table_fits(src_hw[0], oh) and table_fits(src_hw[1], ow):  # small sources: the lookup tables win
         return False
     ky = math.ceil(2 * max(1.0, float(box[:, 3].max()) / oh))
     kx = math.ceil(2 * max(1.0, float(box[:, 2].max()) / ow))
