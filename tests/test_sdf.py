@@ -154,6 +154,12 @@ def test_command_writes_json_and_figures_and_names_errors(trained: Path, tmp_pat
         assert len(res[key]["ci95"]) == len(res[key]["sdf"]) == len(res[key]["stderr"])
     for name in ("sdf_ratio.png", "sdf_beta_crop.png", "sdf_beta_blur.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # default folder: <run folder of the checkpoint>/sdf/ (where jointaug report looks)
+    assert cli_main(["sdf", str(trained), "--limit", "16", "--curves", "ratio", "--ratios", "1", "2",
+                     "--n-boot", "20"]) == 0
+    default = trained.parent.parent / "sdf"
+    assert json.loads((default / "sdf.json").read_text())["n_images"] == 16
+    assert sorted(f.name for f in default.glob("*.png")) == ["sdf_ratio.png"]
     capsys.readouterr()
 
     def error(*argv: str) -> str:
