@@ -648,7 +648,7 @@ class _Work:
 
 # ---------------------------------------------------------------------------------------------- geometry
 def _geometry(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _Settings,
-              work: _Work | None = None) -> tuple[Tensor, Tensor | None]:
+              work: _Work | None = None, blur_views: bool = True) -> tuple[Tensor, Tensor | None]:
     """Crop + resize (+ flip, + blur in fast mode) of images ``x`` [k, C, H, W] for the plan's views.
 
     ``rows`` selects the plan's images. Returns the views channel-major, [C, k * Vg, oh * ow]
@@ -657,7 +657,7 @@ def _geometry(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _S
     plan folded in (list path: 1/255 for uint8). ``work``: buffers for this chunk (None: fresh).
     """
     if plan.banded:
-        return _geometry_banded(x, plan, rows, scale, st, work)
+        return _geometry_banded(x, plan, rows, scale, st, work, blur_views)
     k, C, H, W = x.shape
     vg = len(plan.views)
     fast = st.mode == "fast"
@@ -681,7 +681,7 @@ def _geometry(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _S
 
 
 def _geometry_banded(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float, st: _Settings,
-                     work: _Work | None = None) -> tuple[Tensor, Tensor | None]:
+                     work: _Work | None = None, blur_views: bool = True) -> tuple[Tensor, Tensor | None]:
     """:func:`_geometry` by banded resampling (``plan.banded``): the same outputs, work ~ output x taps.
 
     The source is converted to float32 transposed once per image, the horizontal pass sums its
@@ -689,7 +689,8 @@ def _geometry_banded(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float,
     the vertical pass the rows of the transposed intermediate, writing the views channel-major
     into ``work.y``. Fast mode: the blur rides in the taps (:class:`_BandAxis`, as the dense path
     folds it into the matrices; blur is linear and commutes with the colour map), and the channel
-    means of the un-blurred views come from the taps' column sums.
+    means of the un-blurred views come from the taps' column sums. Short kernels are applied to
+    the views here, or by the caller when ``blur_views`` is false (:func:`_blur_views_`).
     """
     k, C, H, W = x.shape
     vg, oh, ow = len(plan.views), plan.oh, plan.ow
@@ -705,6 +706,15 @@ def _geometry_banded(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float,
     kx = plan.x.klen[it] if plan.x.klen is not None else None
     if scale != 1.0:
         wy = wy * scale
+    iy0, ix0 = plan.y.idx0[it], plan.x.idx0[it]
+    # only the source rectangle the chunk's taps touch is converted and swept (a chunk of one
+    # image, as in the list path, then costs its crops, not the whole image)
+    y0, y1 = int(torch.minimum(iy.min(), iy0.min())), int(torch.maximum(iy.max(), iy0.max())) + 1
+    x0, x1 = int(torch.minimum(ix.min(), ix0.min())), int(torch.maximum(ix.max(), ix0.max())) + 1
+    if (y0, y1, x0, x1) != (0, H, 0, W):
+        x = x[:, :, y0:y1, x0:x1]
+        H, W = y1 - y0, x1 - x0
+        iy, iy0, ix, ix0 = iy - y0, iy0 - y0, ix - x0, ix0 - x0
     planes = torch.arange(C * M, device=dev).view(C, M)  # channel-major planes (c, item)
     img = torch.arange(M, device=dev) // vg
     src_plane = img[None, :] * C + torch.arange(C, device=dev)[:, None]  # [C, M]: plane of x
@@ -719,17 +729,25 @@ def _geometry_banded(x: Tensor, plan: _Plan, rows: slice | Tensor, scale: float,
     m = None
     if fast and plan.y.klen is None and plan.x.klen is None:  # blur not in the taps: mean, then blur
         m = y.view(C, M, oh * ow).mean(dim=2).t().unsqueeze(2)  # [M, C, 1], un-blurred views
-        sel = _subset(plan.blur[it])
-        if sel is not None:
-            y[:, sel] = _blur_band(y[:, sel], plan.sigma[it][sel], st.rule, item_dim=1)
+        if blur_views:
+            _blur_views_(y, plan, it, st)
     elif fast:  # channel means of the un-blurred views: a^T X b, a / b the column sums of the taps / n
-        a = torch.zeros(M, H, device=dev).scatter_add_(1, plan.y.idx0[it].reshape(M, -1),
+        a = torch.zeros(M, H, device=dev).scatter_add_(1, iy0.reshape(M, -1),
                                                         plan.y.w0[it].reshape(M, -1)).mul_(scale / oh)
-        b = torch.zeros(M, W, device=dev).scatter_add_(1, plan.x.idx0[it].reshape(M, -1),
-                                                        plan.x.w0[it].reshape(M, -1)).div_(ow)
+        b = torch.zeros(M, W, device=dev).scatter_add_(1, ix0.reshape(M, -1), plan.x.w0[it].reshape(M, -1)).div_(ow)
         v = torch.bmm(xt.view(k, C * W, H), a.view(k, vg, H).transpose(1, 2)).view(k, C, W, vg)
         m = torch.linalg.vecdot(v.permute(0, 3, 1, 2), b.view(k, vg, 1, W)).reshape(M, C, 1)
     return work.y, m
+
+
+def _blur_views_(y: Tensor, plan: _Plan, it: slice | Tensor, st: _Settings) -> None:
+    """Fast mode, banded plan without the blur in its taps: blur the views ``y`` [C, M, oh, ow]
+    (items ``it`` of the plan) that have it, in place."""
+    if st.mode != "fast" or not plan.banded or plan.y.klen is not None or plan.x.klen is not None:
+        return
+    sel = _subset(plan.blur[it])
+    if sel is not None:
+        y[:, sel] = _blur_band(y[:, sel], plan.sigma[it][sel], st.rule, item_dim=1)
 
 
 # ---------------------------------------------------------------------------------------------- photometric
@@ -1020,11 +1038,12 @@ def render_views_list(
             y = work.y.view(-1, k, vg, oh, ow)
             m = torch.empty(k * vg, 3, 1, dtype=torch.float32, device=device) if fast else None
             for x, gi, local, scale in stacks:
-                y_g, m_g = _geometry(x, plan, gi, scale, st)
+                y_g, m_g = _geometry(x, plan, gi, scale, st, blur_views=False)
                 c = x.shape[1]
                 y[:3].index_copy_(1, local, y_g[:c].view(c, -1, vg, oh, ow).expand(3, -1, -1, -1, -1))
                 if m is not None:
                     m.view(k, vg, 3).index_copy_(0, local, m_g.view(-1, vg, c).expand(-1, -1, 3))
+            _blur_views_(y[:3].view(3, k * vg, oh, ow), plan, _items(rows, vg), st)  # one blur for the chunk
             # batched photometric stage over the chunk
             _photometric(work, m, plan, params, rows, outs, st)
     _rotate_(outs, params)
