@@ -188,7 +188,7 @@ def test_batches_rendered_in_workers_equal_the_main_process_views(fixed: bool, f
         ds = build_dataset("folder", "train", root=str(folder), cache_dir=str(tmp_path), max_resolution=40)
         main = LoaderViews(ds, bv, num_workers=0, **common)
     ahead = BatchWorkerViews(ds, bv, num_workers=1 if not fixed else 0, **common)
-    for epoch, start in ((0, 0), (1, 1)):  # a resumed epoch starts at its step
+    for epoch, start in ((0, 0), (1, 0), (2, 1), (2, 1)):  # one stream over epochs; a resume/jump restarts it
         a, b = list(main.epoch(epoch, start)), list(ahead.epoch(epoch, start))
         assert len(a) == len(b) == main.steps_per_epoch - start
         for va, vb in zip(a, b):

@@ -327,7 +327,8 @@ class WorkerViews:
 
 
 class _StepSampler(Sampler):
-    """Yields the ``(epoch, step)`` keys of one epoch from ``start_step`` (one key per batch)."""
+    """Yields ``(epoch, step)`` keys (one per batch) from ``(epoch, start_step)`` on, running on into the
+    following epochs, so the workers prepare the next epoch's first batches while this one ends."""
 
     def __init__(self, steps_per_epoch: int) -> None:
         self.steps_per_epoch, self.epoch, self.start_step = steps_per_epoch, 0, 0
@@ -335,11 +336,11 @@ class _StepSampler(Sampler):
     def set_epoch(self, epoch: int, start_step: int = 0) -> None:
         self.epoch, self.start_step = int(epoch), int(start_step)
 
-    def __len__(self) -> int:
-        return self.steps_per_epoch - self.start_step
-
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, s) for s in range(self.start_step, self.steps_per_epoch))
+        e, s = self.epoch, self.start_step
+        while True:
+            yield e, s
+            e, s = (e, s + 1) if s + 1 < self.steps_per_epoch else (e + 1, 0)
 
 
 class _StepViews(Dataset):
@@ -395,12 +396,21 @@ class BatchWorkerViews:
                                  batch_size=None, num_workers=num_workers, pin_memory=self.device.type == "cuda",
                                  persistent_workers=num_workers > 0)
         self.description = f"batches rendered by {num_workers} DataLoader workers (batched renderer)"
+        self._it: Iterator[list[Tensor]] | None = None
+        self._next: tuple[int, int] | None = None  # the key the running stream yields next
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[list[Tensor]]:
-        self.sampler.set_epoch(epoch, start_step)
-        for views in self.loader:
+        """The view batches of steps ``start_step ..`` of ``epoch``: one stream continues across epochs
+        (no wait for the first batches of an epoch); any other start (resume, a jump) restarts it."""
+        if self._it is None or self._next != (epoch, start_step):
+            self.sampler.set_epoch(epoch, start_step)
+            self._it = iter(self.loader)
+        for step in range(start_step, self.steps_per_epoch):
+            views = next(self._it)
+            self._next = (epoch, step + 1) if step + 1 < self.steps_per_epoch else (epoch + 1, 0)
             yield [v.to(self.device, non_blocking=True) for v in views]
 
     def close(self) -> None:
         """Shut the workers down."""
+        self._it = None
         self.loader = None  # type: ignore[assignment]
