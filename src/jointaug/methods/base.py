@@ -8,7 +8,8 @@ buffers, so they are in ``state_dict`` and hence in every checkpoint). Per step 
 2. ``forward(views)`` -> dict with a scalar ``"loss"`` plus detached scalars to log;
 3. backward, then ``on_before_optimizer_step(...)`` (e.g. DINO freezes its last layer in epoch 1);
 4. the optimiser step over ``parameter_groups`` (a group with ``"fixed_lr": True`` keeps its base
-   learning rate: SimSiam's predictor), the lr schedule step;
+   learning rate: SimSiam's predictor; one with ``"lr_scale": s`` gets ``s`` times the base learning
+   rate, scheduled as the others: BYOL's ``pred_lr_scale``), the lr schedule step;
 5. ``on_train_step_end(step, total_steps)``: momentum (EMA) updates, queues.
 
 ``step`` counts optimiser steps from 1. ``num_views`` views are global views; a method with
@@ -162,15 +163,31 @@ class Method(nn.Module):
     def split_fixed_lr(self, groups: list[dict[str, Any]], module: nn.Module) -> list[dict[str, Any]]:
         """``groups`` with the parameters of ``module`` moved to twin groups marked ``"fixed_lr": True``
         (the trainer's schedule leaves their learning rate at its base value)."""
-        fixed = {id(p) for p in module.parameters()}
+        return self.split_groups(groups, module, {"fixed_lr": True}, "_fixed_lr")
+
+    def split_lr_scale(self, groups: list[dict[str, Any]], module: nn.Module, scale: float
+                       ) -> list[dict[str, Any]]:
+        """``groups`` with the parameters of ``module`` moved to twin groups marked ``"lr_scale": scale``
+        (:func:`~jointaug.train.optim.build_optimizer` gives them ``scale`` times the base learning rate;
+        the schedule then applies to it as to every group). A no-op for ``scale == 1``."""
+        if float(scale) == 1.0:
+            return groups
+        return self.split_groups(groups, module, {"lr_scale": float(scale)}, "_lr_scale")
+
+    @staticmethod
+    def split_groups(groups: list[dict[str, Any]], module: nn.Module, marks: dict[str, Any], suffix: str
+                     ) -> list[dict[str, Any]]:
+        """``groups`` with the parameters of ``module`` moved to twin groups carrying ``marks`` (keys
+        added to the group) and ``suffix`` appended to the name; groups left empty are dropped."""
+        moving = {id(p) for p in module.parameters()}
         out: list[dict[str, Any]] = []
         for g in groups:
-            keep = [p for p in g["params"] if id(p) not in fixed]
-            moved = [p for p in g["params"] if id(p) in fixed]
+            keep = [p for p in g["params"] if id(p) not in moving]
+            moved = [p for p in g["params"] if id(p) in moving]
             if keep:
                 out.append({**g, "params": keep})
             if moved:
-                out.append({**g, "params": moved, "fixed_lr": True, "name": g["name"] + "_fixed_lr"})
+                out.append({**g, "params": moved, **marks, "name": g["name"] + suffix})
         return out
 
 

@@ -69,12 +69,22 @@ class LARS(Optimizer):
 def build_optimizer(model: nn.Module, name: str, lr: float, *, momentum: float = 0.9, weight_decay: float = 0.0,
                     nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999),
                     lars_eta: float = 0.001) -> Optimizer:
-    """An optimiser over ``model.parameter_groups(weight_decay)`` (or all parameters, one group)."""
+    """An optimiser over ``model.parameter_groups(weight_decay)`` (or all parameters, one group).
+
+    A group marked ``"lr_scale": s`` (a positive finite number) gets learning rate ``lr * s``; the
+    scheduler's factor multiplies each group's own base rate, so the ratio holds all along."""
     if hasattr(model, "parameter_groups"):
         groups = model.parameter_groups(weight_decay)
     else:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay,
                    "lars_exclude": False, "name": "all"}]
+    for g in groups:
+        if "lr_scale" in g:
+            s = g["lr_scale"]
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and s > 0):
+                raise ValueError(f"parameter group {g.get('name', '?')!r}: lr_scale must be a positive finite "
+                                 f"number, got {s!r}")
+            g["lr"] = float(lr) * float(s)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
                                weight_decay=weight_decay)
@@ -101,7 +111,8 @@ def build_scheduler(optimizer: Optimizer, total_steps: int, warmup_steps: int, s
                     min_ratio: float = 0.0) -> LambdaLR:
     """Per-step schedule (call ``.step()`` after every optimiser step); state is just the step count.
 
-    Groups marked ``"fixed_lr": True`` (SimSiam's predictor) keep their base learning rate."""
+    Groups marked ``"fixed_lr": True`` (SimSiam's predictor) keep their base learning rate; the others,
+    ``lr_scale`` groups included, follow ``lr_factor`` times their own base rate."""
 
     def factor(s: int) -> float:
         return lr_factor(s, total_steps, warmup_steps, schedule, min_ratio)
