@@ -607,14 +607,16 @@ def format_tables(res: dict[str, Any]) -> str:
                      f"{_pm(g['linear_top1_mean'], g['linear_top1_std'])} | {_diff(g.get('diff_knn_top1'))} | "
                      f"{_diff(g.get('diff_linear_top1'))} | {_f(g['wall_time_s_mean'], '.0f')} | "
                      f"{_f(g['images_per_s_mean'], '.0f')} |")
-    cell_lines = ["| cell | state | kNN top-1 (%) | linear top-1 (%) | wall time (s) | train time (s) | images/s |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+    cell_lines = ["| cell | state | kNN top-1 (%) | linear top-1 (%) | wall time (s) | train time (s) | images/s | "
+                  "attempts |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in res["cells"]:
         cell_lines.append(f"| {r['id']} | {r['state']} | {_f(r['knn_top1'])} | {_f(r['linear_top1'])} | "
                           f"{_f(r['wall_time_s'], '.1f')} | {_f(r['train_time_s'], '.1f')} | "
-                          f"{_f(r['images_per_s'], '.0f')} |")
+                          f"{_f(r['images_per_s'], '.0f')} | {r.get('attempts') or ''} |")
     note = ("Mean ± std over seeds; Δ: mean paired difference (same seed) to the baseline group with a 95% "
-            "Student-t interval over seeds.")
+            "Student-t interval over seeds. Wall time: the cell's last attempt only (a cell resumed after a kill "
+            "shows more attempts; its train time counts every attempt's training steps).")
     return "\n".join(lines) + "\n\n" + note + "\n\n" + "\n".join(cell_lines) + "\n"
 
 
