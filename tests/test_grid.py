@@ -224,3 +224,18 @@ def test_submitit_local_executor_runs_cells_in_their_own_processes(tmp_path: Pat
     # a second call finds every cell finished and starts nothing
     assert run_grid(cells, out, executor="local", jobs=2, threads=1, log=lambda m: None) == {}
     assert all(len((c.dir / "attempts.jsonl").read_text().splitlines()) == 1 for c in cells)
+
+
+def test_repository_grid_files_expand_and_validate(tmp_path, monkeypatch):
+    """configs/grids/*.yaml: every cell of every committed grid expands, and its config validates where
+    the data set the grid names is present (the grids read ../shared/datasets relative to the repository)."""
+    from jointaug.experiments.grid import expand, load_grid
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    have_data = (repo / ".." / "shared" / "datasets" / "cifar10-jpg.tar.gz").exists()
+    files = sorted((repo / "configs" / "grids").glob("*.yaml"))
+    assert {p.stem for p in files} >= {"cifar10-cpu", "cifar10-gpu"}
+    for p in files:
+        cells = expand(load_grid(p), tmp_path / p.stem, validate=have_data)
+        assert len(cells) == 18, p
