@@ -5,11 +5,11 @@ the training forward (equal to the offline SDF of the same batch), logging and e
 from __future__ import annotations
 
 import math
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import tiny as _tiny
 
 from jointaug.analysis.sdf import pair_cosines
 from jointaug.augment import BatchViews
@@ -23,21 +23,13 @@ from jointaug.train.data import InMemoryViews, LoaderViews, derive_seed, epoch_p
 from jointaug.train.logger import read_metrics
 from jointaug.train.trainer import train
 
-CACHE = Path(tempfile.gettempdir()) / "jointaug-test-cache"
 TIMING = {"img_per_s", "data_wait", "train_time", "setup_time", "time", "wall_time"}
 LINEAR_BETA = ["aug.schedule.beta.kind=linear", "aug.schedule.beta.start=2", "aug.schedule.beta.end=-2"]
 
 
 def tiny(out_dir: Path, *extra: str) -> list[str]:
-    """A tiny CPU run (as tests/test_train.py): ConvNet-4 width 8, 256 synthetic images, 2 epochs of 4 steps."""
-    return [
-        "data.name=synthetic", "data.limit=256", "data.test_limit=200", f"data.cache_dir={CACHE}",
-        "data.num_workers=0", "model.backbone=convnet4", "model.backbone_kwargs.width=8",
-        "method.params.proj_hidden_dim=64", "method.params.proj_out_dim=32", "aug.recipe=small", "aug.size=32",
-        "optim.batch_size=64", "optim.epochs=2", "optim.warmup_epochs=0.5", "optim.lr=0.5",
-        "train.tensorboard=false", "train.log_every=1", "train.progress=false", "train.threads=1",
-        "eval.final=false", f"train.out_dir={out_dir}", *extra,
-    ]
+    """The shared tiny CPU run (tests/train_helpers.py) on one thread, without the final evaluation."""
+    return _tiny(out_dir, "train.threads=1", "eval.final=false", *extra)
 
 
 # ------------------------------------------------------------------------------------------ config

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from train_helpers import tiny
 
 from jointaug.checkpoint import CheckpointError, checkpoint_candidates, load_checkpoint, save_checkpoint
 from jointaug.config import load_config
@@ -21,19 +21,6 @@ from jointaug.train.fingerprint import compare_fingerprints, dataset_fingerprint
 from jointaug.train.logger import read_metrics
 from jointaug.train.trainer import NonFiniteLossError, NonFiniteStateError, train
 
-CACHE = Path(tempfile.gettempdir()) / "jointaug-test-cache"
-
-
-def tiny(out_dir: Path, *extra: str) -> list[str]:
-    """Overrides for a tiny CPU run (as in test_train.py): ConvNet-4 width 8, 256 images, 4 steps per epoch."""
-    return [
-        "data.name=synthetic", "data.limit=256", "data.test_limit=200", f"data.cache_dir={CACHE}",
-        "data.num_workers=0", "model.backbone=convnet4", "model.backbone_kwargs.width=8",
-        "method.params.proj_hidden_dim=64", "method.params.proj_out_dim=32", "aug.recipe=small", "aug.size=32",
-        "optim.batch_size=64", "optim.epochs=2", "optim.warmup_epochs=0.5", "optim.lr=0.5",
-        "train.tensorboard=false", "train.log_every=1", "eval.linear_epochs=5", f"train.out_dir={out_dir}",
-        "train.progress=false", *extra,
-    ]
 TIMING = {"img_per_s", "data_wait", "train_time", "knn_time", "setup_time", "eval_time_s", "train_time_s",
           "images_per_s", "out_dir", "wall_time_s"}
 
