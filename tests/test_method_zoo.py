@@ -217,14 +217,38 @@ def test_simsiam_predictor_keeps_a_fixed_learning_rate():
 def test_simclr_and_byol_multicrop():
     x1, x2 = _views()
     small = [torch.randn(8, 3, 8, 8) for _ in range(4)]
-    for name in ("simclr", "byol"):
-        m = _tiny(name) if name == "byol" else build_method("simclr", build_backbone("convnet4", width=4),
+    for name in ("simclr", "byol", "simsiam"):
+        m = _tiny(name) if name != "simclr" else build_method("simclr", build_backbone("convnet4", width=4),
                                                               proj_hidden_dim=16, proj_out_dim=8)
         out = m([x1, x2, *small])
         assert torch.isfinite(out["loss"])
         out["loss"].backward()
     with pytest.raises(ValueError, match="expects a list of 2 view batches, got 3"):
         _tiny("mocov3")([x1, x2, x1])
+
+
+def test_simsiam_multicrop_loss_is_the_mean_over_global_pairs():
+    m = _tiny("simsiam")
+    m.train()
+    x1, x2 = _views()
+    small = [torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    views = [x1, x2, *small]
+    loss = m(views)["loss"]
+    # by hand: BN batches as the method forms them (globals together, locals together)
+    zg = m.projector(m.backbone(torch.cat([x1, x2])))
+    zl = m.projector(m.backbone(torch.cat(small)))
+    z = [zg[:8], zg[8:], zl[:8], zl[8:]]
+    pg, pl = m.predictor(zg), m.predictor(zl)
+    p = [pg[:8], pg[8:], pl[:8], pl[8:]]
+    pairs = [(g, v) for g in (0, 1) for v in range(4) if v != g]
+    want = sum(-F.cosine_similarity(p[v], z[g].detach(), dim=1).mean() for g, v in pairs) / len(pairs)
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+    # two views: the paper's 0.5 D(p1, sg z2) + 0.5 D(p2, sg z1)
+    z2 = m.projector(m.backbone(torch.cat([x1, x2])))
+    p2 = m.predictor(z2)
+    want2 = (-0.5 * F.cosine_similarity(p2[:8], z2[8:].detach(), dim=1).mean()
+             - 0.5 * F.cosine_similarity(p2[8:], z2[:8].detach(), dim=1).mean())
+    torch.testing.assert_close(m([x1, x2])["loss"], want2, rtol=1e-5, atol=1e-6)
 
 
 def test_byol_two_views_is_the_symmetric_sum():

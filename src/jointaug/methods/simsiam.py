@@ -5,6 +5,9 @@
 ``D(p1, sg(z2)) / 2 + D(p2, sg(z1)) / 2`` with ``D`` the negative cosine. The predictor's parameters
 form optimiser groups marked ``fixed_lr`` (SimSiam's "fix lr of predictor": no schedule decay);
 ``pred_lr_scale`` (default 1) multiplies the predictor's learning rate (groups marked ``lr_scale``).
+Multi-crop (as for BYOL): local views go through projector and predictor only as predictions; the loss
+averages ``D(p_v, sg(z_g))`` over every pair of a global view g and another view v != g (two views: the
+paper's symmetric loss).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from jointaug.models.heads import ProjectionHead
 
 class SimSiam(Method):
     """``SimSiam(backbone, proj_hidden_dim=2048, proj_out_dim=2048, proj_layers=3, pred_hidden_dim=512,
-    fix_pred_lr=True, pred_lr_scale=1.0)``."""
+    fix_pred_lr=True, pred_lr_scale=1.0)``; takes 2 global views plus optional local views."""
 
     num_views = 2
+    multicrop = True
 
     def __init__(
         self,
@@ -52,14 +56,21 @@ class SimSiam(Method):
 
     def forward(self, views: list[Tensor]) -> dict[str, Tensor]:
         self.check_views(views)
-        n = views[0].shape[0]
-        z = self.projector(self.backbone(torch.cat(list(views), dim=0)))
-        p = self.predictor(z)
-        z1, z2, p1, p2 = z[:n], z[n:], p[:n], p[n:]
-        loss = 0.5 * negative_cosine(p1, z2.detach()) + 0.5 * negative_cosine(p2, z1.detach())
+        # projector and predictor on each run of equal-sized views at once (their BN batches, as in SimSiam)
+        zp = self.encode(views, self._project_predict)
+        d = zp[0].shape[1] // 2
+        z, p = [t[:, :d] for t in zp], [t[:, d:] for t in zp]
+        g_views = range(self.num_views)
+        losses = [negative_cosine(p[v], z[g].detach()) for g in g_views for v in range(len(views)) if v != g]
+        # two views: 0.5 D(p1, z2) + 0.5 D(p2, z1), as in SimSiam; more views: the mean over the pairs
+        loss = torch.stack(losses).mean()
         with torch.no_grad():
-            pos = nn.functional.cosine_similarity(z1.float(), z2.float(), dim=1).mean()
-        return {"loss": loss, "pos_sim": pos, "out_std": output_std(z1)}
+            pos = nn.functional.cosine_similarity(z[0].float(), z[1].float(), dim=1).mean()
+        return {"loss": loss, "pos_sim": pos, "out_std": output_std(z[0])}
+
+    def _project_predict(self, x: Tensor) -> Tensor:
+        z = self.projector(self.backbone(x))
+        return torch.cat([z, self.predictor(z)], dim=1)
 
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         groups = super().parameter_groups(weight_decay)
