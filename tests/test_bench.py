@@ -55,9 +55,16 @@ def test_cli_bench_backbone_writes_files(tmp_path, capsys):
     assert rec["command"].startswith("jointaug bench backbone --models convnet4")
     assert rec["runs"][0]["model"] == "convnet4" and rec["runs"][0]["images_per_s"] > 0
     assert "load_average" in rec["machine"] and "torch" in rec["machine"]
-    assert "| convnet4 | cifar | 2 | 16 |" in (tmp_path / "backbone.md").read_text()
+    assert "| convnet4 | cifar | contiguous | 2 | 16 |" in (tmp_path / "backbone.md").read_text()
     assert "img/s" in capsys.readouterr().out
     assert cli_main(["bench", "backbone", "--steps", "0"]) == 2
+    # both memory layouts, alternately: the second carries its speed ratio to the first
+    rc = cli_main(["bench", "backbone", "--models", "convnet4", "--batch", "2", "--size", "16", "--steps", "1",
+                   "--threads", "1", "--formats", "contiguous,channels_last", "--rounds", "2", "--json"])
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert rc == 0 and [r["memory_format"] for r in recs] == ["contiguous", "channels_last"]
+    assert recs[1]["speedup_vs_contiguous"] > 0 and recs[1]["rounds"] == 2
+    assert cli_main(["bench", "backbone", "--formats", "nchw"]) == 2
 
 
 def test_cli_bench_rejects_unknown_benchmark_and_bad_train_options(capsys):
