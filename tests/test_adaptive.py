@@ -298,3 +298,10 @@ def test_report_plots_beta_and_online_sdf_only_for_adaptive_runs(tmp_path: Path)
     assert _difficulty([fixed], tmp_path / "none.png") is None
     out = _difficulty([fixed, sched], tmp_path / "difficulty.png")
     assert out is not None and out.stat().st_size > 1000
+    # a fixed joint law is drawn at its aug.beta (flat line); independent crops have no beta
+    from jointaug.experiments.report import _fixed_beta
+
+    (fixed.dir / "config.yaml").write_text("aug: {crop: joint, beta: 1.5}\n")
+    assert _fixed_beta(fixed.dir) == 1.5
+    (fixed.dir / "config.yaml").write_text("aug: {crop: random, beta: 1.5}\n")
+    assert _fixed_beta(fixed.dir) is None

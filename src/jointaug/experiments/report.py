@@ -196,16 +196,27 @@ def _curves(entries: list[Entry], path: Path) -> Path | None:
     return path
 
 
+def _fixed_beta(d: Path) -> float | None:
+    """``aug.beta`` of a run whose joint law keeps it fixed (drawn as a flat line); None without a joint law."""
+    cfg = _load_cfg(d)
+    a = cfg.aug if cfg is not None else None
+    if a is None or not (a.crop in ("joint", "mgcc", "mcgcc") or a.blur == "joint" or a.color == "joint"):
+        return None
+    return float(cfg.aug.beta)
+
+
 def _difficulty(entries: list[Entry], path: Path) -> Path | None:
-    """Adaptive difficulty (issue 13): beta in force and the online SDF per epoch, one line per run; drawn
-    only when some run moved its view values (``aug_beta`` logged by a schedule or the controller)."""
+    """Adaptive difficulty (issue 13): beta in force and the online SDF per epoch, one line per run (a run
+    with a fixed joint law: its ``aug.beta`` as a flat line); drawn only when some run moved its view values
+    (``aug_beta`` logged by a schedule or the controller)."""
     if not any(_epochs(e.dir, "aug_beta") for e in entries):
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=90)
     for e in entries:
-        for ax, key in zip(axes, ("aug_beta", "sdf_online")):
-            pts = _epochs(e.dir, key)
+        sdf = _epochs(e.dir, "sdf_online")
+        beta = _epochs(e.dir, "aug_beta") or [(ep, b) for ep, _ in sdf if (b := _fixed_beta(e.dir)) is not None]
+        for ax, pts in zip(axes, (beta, sdf)):
             if pts:
                 ax.plot([q[0] for q in pts], [q[1] for q in pts], marker="o", ms=2.5, lw=1.2, label=e.label)
     from matplotlib.ticker import MaxNLocator
