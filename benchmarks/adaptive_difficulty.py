@@ -23,6 +23,9 @@ from typing import Any
 
 import torch
 
+from jointaug.experiments.grid import _diff as _d  # the grid table's formats: mean ± std, Δ [95% CI]
+from jointaug.experiments.grid import _pm
+
 
 def _records(cell: Path) -> list[dict[str, Any]]:
     p = cell / "metrics.jsonl"
@@ -91,7 +94,7 @@ def summarise(grid_dir: Path) -> dict[str, Any]:
         done = [m for m in members if m["state"] == "done"]
         ctl = [m["controller"] for m in done if "controller" in m]
         groups.append({
-            "label": g["label"], "n_done": g["n_done"], "n_cells": g["n_cells"],
+            "label": g["label"].removeprefix("policy="), "n_done": g["n_done"], "n_cells": g["n_cells"],
             "knn_top1_mean": g.get("knn_top1_mean"), "knn_top1_std": g.get("knn_top1_std"),
             "linear_top1_mean": g.get("linear_top1_mean"), "linear_top1_std": g.get("linear_top1_std"),
             "diff_knn_top1": g.get("diff_knn_top1"), "diff_linear_top1": g.get("diff_linear_top1"),
@@ -108,18 +111,6 @@ def _f(x: float | None, fmt: str) -> str:
     return "n/a" if x is None else format(x, fmt)
 
 
-def _pm(m: float | None, s: float | None) -> str:
-    return _f(m, ".2f") + ("" if s is None else f" ± {s:.2f}")
-
-
-def _d(d: dict[str, Any] | None) -> str:
-    if not d or d.get("mean") is None:
-        return ""
-    if d.get("lo") is None:
-        return f"{d['mean']:+.2f}"
-    return f"{d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]"
-
-
 def table(summary: dict[str, Any]) -> str:
     base = ", ".join(f"{k}={v}" for k, v in (summary.get("baseline") or {}).items())
     lines = [f"| policy | seeds | kNN top-1 (%) | linear top-1 (%) | Δ kNN vs {base} [95% CI] | Δ linear [95% CI] | "
@@ -132,7 +123,7 @@ def table(summary: dict[str, Any]) -> str:
             f"{_d(g['diff_knn_top1'])} | {_d(g['diff_linear_top1'])} | {_f(g['sdf_mean_from_epoch2'], '.4f')} | "
             f"{_f(g['sdf_first'], '.3f')} -> {_f(g['sdf_last'], '.3f')} | "
             + (f"{_f(g['beta_first'], '.2f')} / {_f(g['beta_mean'], '.2f')} / {_f(g['beta_last'], '.2f')}"
-               if g["beta_mean"] is not None else "(independent crops)") + " |")
+               if g["beta_mean"] is not None else "(independent crops)" if g["n_done"] else "n/a") + " |")
     ctl = [g for g in summary["groups"] if g.get("controller")]
     for g in ctl:
         c = g["controller"]
