@@ -235,7 +235,9 @@ def test_repository_grid_files_expand_and_validate(tmp_path, monkeypatch):
     monkeypatch.chdir(repo)
     have_data = (repo / ".." / "shared" / "datasets" / "cifar10-jpg.tar.gz").exists()
     files = sorted((repo / "configs" / "grids").glob("*.yaml"))
-    assert {p.stem for p in files} >= {"cifar10-cpu", "cifar10-gpu"}
+    want = {"cifar10-cpu": 18, "cifar10-gpu": 18, "adaptive-synthetic": 16, "adaptive-cifar10-cpu": 16}
+    assert {p.stem for p in files} >= set(want)
     for p in files:
-        cells = expand(load_grid(p), tmp_path / p.stem, validate=have_data)
-        assert len(cells) == 18, p
+        # the synthetic grid needs no data set; the others read CIFAR-10
+        cells = expand(load_grid(p), tmp_path / p.stem, validate=have_data or "synthetic" in p.stem)
+        assert len(cells) == want.get(p.stem, len(cells)), p

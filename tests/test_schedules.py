@@ -43,13 +43,31 @@ def _plant(beta: float) -> float:
 
 
 def test_controller_reaches_target_and_stays_in_band():
-    c = BetaController(target=0.66, beta=2.0)
+    c = BetaController(target=0.66, beta=2.0, gain=2.0)  # the gain that suits this steep model plant
     hist = simulate(c, _plant, 3000, lag=50, noise=0.03, seed=3)
     tail = [s for _, _, s in hist[1500:]]
     assert max(abs(s - 0.66) for s in tail) < 0.015          # settled within the band
     assert abs(sum(tail) / len(tail) - 0.66) < 0.003          # no offset (integral action)
     expected_beta = 2 * math.atanh((0.66 - 0.7) / 0.1)
     assert abs(hist[-1][1] - expected_beta) < 0.3
+
+
+def test_default_gain_settles_on_the_measured_plant():
+    """The default gain on the plant measured on the synthetic set (SDF = 0.9075 + 0.00575 beta, batch noise
+    0.005; benchmarks/controller_gains.py): settles within +-0.002 of the target without offset or swinging."""
+    c = BetaController(target=0.895, beta=2.0)
+
+    def plant(b: float) -> float:
+        return 0.9075 + 0.00575 * b
+
+    hist = simulate(c, plant, 3000, lag=50, noise=0.005, seed=3)
+    tail = [s for _, _, s in hist[1000:]]
+    assert max(abs(s - 0.895) for s in tail) < 0.002
+    assert abs(sum(tail) / len(tail) - 0.895) < 0.0005
+    assert abs(hist[-1][1] - (0.895 - 0.9075) / 0.00575) < 0.3
+    # gain 2 (the model plant's) is still far off after 1,000 steps on this flatter plant
+    slow = simulate(BetaController(target=0.895, beta=2.0, gain=2.0), plant, 1000, lag=50, noise=0.005, seed=3)
+    assert abs(slow[-1][2] - 0.895) > 0.003
 
 
 def test_controller_respects_bounds_and_rate():

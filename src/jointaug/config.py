@@ -697,7 +697,7 @@ SCHEDULABLE: dict[str, tuple[str, int | None]] = {
     "blur_p.0": ("blur_p", 0), "blur_p.1": ("blur_p", 1),
 }
 #: ``aug.controller`` keys and their defaults (``target`` is required)
-CONTROLLER_DEFAULTS: dict[str, float] = {"gain": 2.0, "every": 10, "smoothing": 0.05, "beta_min": -4.0,
+CONTROLLER_DEFAULTS: dict[str, float] = {"gain": 16.0, "every": 10, "smoothing": 0.05, "beta_min": -4.0,
                                          "beta_max": 4.0, "max_change": 0.25}
 
 
