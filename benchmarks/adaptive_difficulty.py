@@ -136,7 +136,7 @@ def table(summary: dict[str, Any]) -> str:
                   f"{_f(c['abs_error_mean_2nd_half'], '.4f')} "
                   f"(max {_f(c['abs_error_max_2nd_half'], '.4f')}), beta moved {c['beta_moves_2nd_half']:.0f} times "
                   f"in {c['log_records_2nd_half']:.0f} logged steps and changed direction "
-                  f"{c['beta_sign_changes_2nd_half']:.0f} times."]
+                  f"{c['beta_sign_changes_2nd_half']:g} times."]
     return "\n".join(lines) + "\n"
 
 

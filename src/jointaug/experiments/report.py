@@ -213,12 +213,31 @@ def _difficulty(entries: list[Entry], path: Path) -> Path | None:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=90)
+    # grid cells: one colour per group of cells that differ only in seed, one line style per seed
+    def group(e: Entry) -> str:
+        return ", ".join(f"{a}={v}" for a, v in e.axes.items() if a != "seed") if e.axes else e.label
+
+    groups = list(dict.fromkeys(group(e) for e in entries))
+    seeds = list(dict.fromkeys(e.axes.get("seed", "") for e in entries))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(groups) > len(colors):
+        colors = [plt.get_cmap("tab20")(i % 20) for i in range(len(groups))]
+    styles = ["-", "--", ":", "-."]
+    labelled: set[str] = set()
     for e in entries:
         sdf = _epochs(e.dir, "sdf_online")
         beta = _epochs(e.dir, "aug_beta") or [(ep, b) for ep, _ in sdf if (b := _fixed_beta(e.dir)) is not None]
+        g = group(e)
+        seed = e.axes.get("seed", "")
+        label = None
+        if g not in labelled and (beta or sdf):
+            labelled.add(g)
+            label = g + (" (line style: seed)" if len(seeds) > 1 else "")
         for ax, pts in zip(axes, (beta, sdf)):
             if pts:
-                ax.plot([q[0] for q in pts], [q[1] for q in pts], marker="o", ms=2.5, lw=1.2, label=e.label)
+                ax.plot([q[0] for q in pts], [q[1] for q in pts], marker="o", ms=2.0, lw=1.2,
+                        color=colors[groups.index(g) % len(colors)], ls=styles[seeds.index(seed) % len(styles)],
+                        label=label if ax is axes[1] else None)
     from matplotlib.ticker import MaxNLocator
 
     for ax, ylabel in zip(axes, ("beta in force (end of epoch)", "online SDF (epoch mean)")):
